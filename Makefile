@@ -1,0 +1,15 @@
+PYTHON ?= python3
+PIP ?= $(PYTHON) -m pip
+
+.PHONY: install test bench
+
+# torch and tensorflow are pinned: an unpinned torch pulls gigabytes of CUDA wheels.
+install:
+	$(PIP) install --quiet torch==2.13.0 tensorflow-cpu==2.21.0
+	$(PIP) install --quiet -e ".[torch,tf,test]"
+
+test:
+	$(PYTHON) -m pytest -q tests
+
+bench:
+	$(PYTHON) bench/run_all.py

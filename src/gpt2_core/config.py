@@ -29,6 +29,7 @@ ACTIVATIONS = (
     "relu", "relu6", "silu", "swish", "mish", "tanh", "sigmoid", "linear",
 )
 SUMMARY_TYPES = ("last", "first", "mean", "cls_index", "attn")
+PROBLEM_TYPES = (None, "regression", "single_label_classification", "multi_label_classification")
 
 # The hub's config.json of each released checkpoint, minus what equals our defaults. They are the offline
 # fallback: a config.json found in a directory, the HF cache or the hub always wins.
@@ -89,6 +90,7 @@ class GPT2Config:
     num_labels: int | None = None
     id2label: dict[int, str] | None = None
     label2id: dict[str, int] | None = None
+    problem_type: str | None = None
     architectures: list[str] | None = None
     model_type: str = "gpt2"
     extra: dict[str, Any] = field(default_factory=dict, repr=False)
@@ -139,6 +141,9 @@ class GPT2Config:
         if self.summary_activation not in (None, "tanh"):
             raise ValueError(f"`summary_activation` should be None or 'tanh'. "
                              f"Received: summary_activation={self.summary_activation!r}")
+        if self.problem_type not in PROBLEM_TYPES:
+            raise ValueError(f"`problem_type` should be None or one of {', '.join(PROBLEM_TYPES[1:])}. "
+                             f"Received: problem_type={self.problem_type!r}")
         for name in ("bos_token_id", "eos_token_id", "pad_token_id"):
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
@@ -174,6 +179,7 @@ class GPT2Config:
         out = {f.name: copy.deepcopy(getattr(self, f.name)) for f in dataclasses.fields(self) if f.name != "extra"}
         # json keys are strings; transformers writes id2label with string keys too.
         out["id2label"] = {str(k): v for k, v in self.id2label.items()}
+        del out["num_labels"]  # implied by id2label, and transformers does not write it either
         out.update(copy.deepcopy(self.extra))
         if out["architectures"] is None:
             del out["architectures"]

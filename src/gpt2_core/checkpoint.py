@@ -1,0 +1,584 @@
+"""Checkpoint files <-> numpy arrays: safetensors (memory-mapped, single or sharded), tf_model.h5, and writers.
+
+Readers return arrays under the file's own names; `layouts.to_canonical` renames them. Nothing here imports a
+framework: pytorch_model.bin is a pickle only torch can read, so `read_weights` raises NeedsTorch for it and the
+backends finish with `state_from_torch_bin(paths, torch_load)`.
+
+    >>> from gpt2_core import checkpoint, layouts
+    >>> files = checkpoint.find_weights("gpt2")                                   # doctest: +SKIP
+    >>> arrays, layout = checkpoint.read_weights(files)                          # doctest: +SKIP
+    >>> state = layouts.to_canonical(arrays, layout)                             # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import struct
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Mapping
+
+import numpy as np
+
+from . import hub, layouts
+from .io_utils import atomic_path, atomic_write_text
+
+logger = logging.getLogger(__name__)
+
+SAFE_WEIGHTS_NAME = "model.safetensors"
+SAFE_WEIGHTS_INDEX_NAME = "model.safetensors.index.json"
+WEIGHTS_NAME = "pytorch_model.bin"
+WEIGHTS_INDEX_NAME = "pytorch_model.bin.index.json"
+TF2_WEIGHTS_NAME = "tf_model.h5"
+# Preference order, as transformers' PyTorch from_pretrained.
+WEIGHTS_NAMES = (SAFE_WEIGHTS_NAME, SAFE_WEIGHTS_INDEX_NAME, WEIGHTS_NAME, WEIGHTS_INDEX_NAME, TF2_WEIGHTS_NAME)
+KINDS = {
+    SAFE_WEIGHTS_NAME: "safetensors",
+    SAFE_WEIGHTS_INDEX_NAME: "safetensors_sharded",
+    WEIGHTS_NAME: "pytorch_bin",
+    WEIGHTS_INDEX_NAME: "pytorch_bin_sharded",
+    TF2_WEIGHTS_NAME: "tf_h5",
+}
+LAYOUT_OF_KIND = {"safetensors": "hf_pt", "safetensors_sharded": "hf_pt", "pytorch_bin": "hf_pt",
+                  "pytorch_bin_sharded": "hf_pt", "tf_h5": "hf_tf"}
+
+
+class CheckpointError(OSError):
+    """A checkpoint file is missing, truncated or corrupt. `path` names the file, the message says what is wrong."""
+
+    def __init__(self, path, problem: str):
+        self.path = os.fspath(path) if path is not None else None
+        self.problem = problem
+        super().__init__(f"{self.path}: {problem}" if self.path else problem)
+
+
+class NeedsTorch(CheckpointError):
+    """The file is a torch pickle (pytorch_model.bin): only torch can read it."""
+
+
+class WeightsNotFoundError(CheckpointError):
+    """The model exists but holds none of the weight files we can use."""
+
+
+@dataclass(frozen=True)
+class WeightFiles:
+    """The weight files of one model: `paths` are the files holding tensors (the shards, for a sharded
+    checkpoint, whose index json is `index`); `directory` is the folder they sit in."""
+
+    kind: str
+    paths: tuple[str, ...]
+    directory: str
+    index: str | None = None
+
+    @property
+    def layout(self) -> str:
+        return LAYOUT_OF_KIND[self.kind]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Finding
+def find_weights(name_or_path, *, candidates: Iterable[str] = WEIGHTS_NAMES, **hub_kwargs) -> WeightFiles:
+    """The weight files of a model directory or hub id, trying `candidates` in order (first found wins).
+
+    `hub_kwargs` (revision, cache_dir, local_files_only, token, force_download) go to `hub.resolve_file`.
+    Raises hub.ModelNotFoundError for an unknown model, WeightsNotFoundError when it has no weights file, and
+    CheckpointError when an index lists a shard that cannot be found.
+    """
+    candidates = tuple(candidates)
+    for filename in candidates:
+        if filename not in KINDS:
+            raise ValueError(f"`candidates` should name files among {', '.join(WEIGHTS_NAMES)}. "
+                             f"Received: {filename!r}")
+        path = hub.resolve_file(name_or_path, filename, **hub_kwargs)
+        if path is None:
+            continue
+        kind = KINDS[filename]
+        if not filename.endswith(".index.json"):
+            return WeightFiles(kind, (path,), os.path.dirname(path))
+        shards = []
+        for shard in _shard_names(read_index(path)):
+            shard_path = hub.resolve_file(name_or_path, shard, **hub_kwargs)
+            if shard_path is None:
+                raise CheckpointError(path, f"lists shard {shard!r}, which {name_or_path!s} does not have")
+            shards.append(shard_path)
+        return WeightFiles(kind, tuple(shards), os.path.dirname(path), index=path)
+    raise WeightsNotFoundError(None, f"{os.fspath(name_or_path)!r} has no weights file: looked for "
+                                     f"{', '.join(candidates)}")
+
+
+def weight_files(path) -> WeightFiles:
+    """WeightFiles for one local file (a .safetensors, an index .json, a .bin or an .h5)."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise CheckpointError(path, "no such file")
+    base = os.path.basename(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    if base.endswith(".index.json"):
+        kind = "safetensors_sharded" if ".safetensors" in base else "pytorch_bin_sharded"
+        shards = tuple(os.path.join(directory, s) for s in _shard_names(read_index(path)))
+        for shard in shards:
+            if not os.path.isfile(shard):
+                raise CheckpointError(path, f"lists shard {os.path.basename(shard)!r}, which is missing")
+        return WeightFiles(kind, shards, directory, index=path)
+    for suffix, kind in ((".safetensors", "safetensors"), (".bin", "pytorch_bin"), (".pt", "pytorch_bin"),
+                         (".h5", "tf_h5")):
+        if base.endswith(suffix):
+            return WeightFiles(kind, (path,), directory)
+    raise CheckpointError(path, "unknown weights file type (expected .safetensors, .index.json, .bin or .h5)")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Reading
+def read_weights(files: WeightFiles | str | os.PathLike) -> tuple[dict[str, np.ndarray], str]:
+    """Read every tensor of `files` (or of one file, or a local model directory) -> (arrays under the file's names,
+    layout name).
+
+    safetensors are memory-mapped (copy-on-write: the arrays are writable, the file is never modified, and pages
+    are read only when touched); bfloat16 tensors are upcast to float32, since numpy has no bfloat16.
+    tf_model.h5 datasets are memory-mapped too when stored contiguously. pytorch_model.bin raises NeedsTorch.
+    """
+    if not isinstance(files, WeightFiles):
+        files = find_weights(files) if os.path.isdir(files) else weight_files(files)
+    if files.kind.startswith("pytorch_bin"):
+        raise NeedsTorch(files.paths[0], "is a torch pickle (pytorch_model.bin) and gpt2_core cannot read it "
+                         "without torch; load it through gpt2_pt (or read it with checkpoint.state_from_torch_bin), "
+                         "or convert it to model.safetensors")
+    if files.kind == "safetensors":
+        return read_safetensors(files.paths[0]), "hf_pt"
+    if files.kind == "safetensors_sharded":
+        return _read_sharded(files), "hf_pt"
+    if files.kind == "tf_h5":
+        return read_tf_h5(files.paths[0]), "hf_tf"
+    raise ValueError(f"`files.kind` should be one of {', '.join(LAYOUT_OF_KIND)}. Received: {files.kind!r}")
+
+
+# safetensors dtype codes -> numpy dtypes (little-endian). BF16 has no numpy dtype: it is read as uint16 bits.
+_ST_DTYPES = {
+    "F64": "<f8", "F32": "<f4", "F16": "<f2", "BF16": "<u2", "I64": "<i8", "I32": "<i4", "I16": "<i2", "I8": "i1",
+    "U64": "<u8", "U32": "<u4", "U16": "<u2", "U8": "u1", "BOOL": "?",
+}
+_NP_TO_ST = {np.dtype(v).newbyteorder("="): k for k, v in _ST_DTYPES.items() if k != "BF16"}
+_MAX_HEADER = 100 * 1024 * 1024  # the safetensors format's own limit
+
+
+def read_safetensors_header(path) -> tuple[dict[str, Any], dict[str, str], int]:
+    """(tensor entries, __metadata__, byte offset of the data) of a safetensors file, validated."""
+    path = os.fspath(path)
+    try:
+        size = os.path.getsize(path)
+        with open(path, "rb") as f:
+            prefix = f.read(8)
+            if len(prefix) < 8:
+                raise CheckpointError(path, f"is {size} bytes, too short for a safetensors header")
+            (header_len,) = struct.unpack("<Q", prefix)
+            if header_len > min(_MAX_HEADER, size - 8):
+                raise CheckpointError(path, f"declares a {header_len}-byte header but the file is {size} bytes "
+                                            "(truncated, or not a safetensors file)")
+            raw = f.read(header_len)
+    except FileNotFoundError as e:
+        raise CheckpointError(path, "no such file") from e
+    try:
+        header = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise CheckpointError(path, f"has a corrupt safetensors header (not valid JSON: {e})") from e
+    if not isinstance(header, dict):
+        raise CheckpointError(path, "has a corrupt safetensors header (not a JSON object)")
+    metadata = header.pop("__metadata__", None) or {}
+    data_start = 8 + header_len
+    data_size = size - data_start
+    for name, entry in header.items():
+        problem = _entry_problem(entry, data_size)
+        if problem:
+            raise CheckpointError(path, f"tensor {name!r}: {problem}")
+    return header, metadata, data_start
+
+
+def _entry_problem(entry, data_size: int) -> str | None:
+    if not isinstance(entry, dict) or not {"dtype", "shape", "data_offsets"} <= set(entry):
+        return "header entry lacks dtype/shape/data_offsets (corrupt header)"
+    dtype, shape, offsets = entry["dtype"], entry["shape"], entry["data_offsets"]
+    if dtype not in _ST_DTYPES:
+        return (f"dtype {dtype!r} is not supported without torch (supported: {', '.join(_ST_DTYPES)})"
+                if isinstance(dtype, str) else f"corrupt dtype {dtype!r}")
+    if (not isinstance(shape, list) or not all(isinstance(d, int) and d >= 0 for d in shape)
+            or not isinstance(offsets, list) or len(offsets) != 2
+            or not all(isinstance(o, int) for o in offsets) or not 0 <= offsets[0] <= offsets[1]):
+        return f"corrupt shape {shape!r} or data_offsets {offsets!r}"
+    nbytes = int(np.prod(shape, dtype=np.int64)) * np.dtype(_ST_DTYPES[dtype]).itemsize
+    if offsets[1] - offsets[0] != nbytes:
+        return f"data_offsets {offsets} span {offsets[1] - offsets[0]} bytes, but {dtype}{shape} needs {nbytes}"
+    if offsets[1] > data_size:
+        return f"ends at data byte {offsets[1]} but the file holds only {data_size} data bytes (truncated file)"
+    return None
+
+
+def read_safetensors(path, names: Iterable[str] | None = None) -> dict[str, np.ndarray]:
+    """Every tensor of a safetensors file (or only `names`) as numpy arrays memory-mapped from the file."""
+    path = os.fspath(path)
+    header, _, data_start = read_safetensors_header(path)
+    if names is not None:
+        names = list(names)
+        absent = [n for n in names if n not in header]
+        if absent:
+            raise CheckpointError(path, f"has no tensor {', '.join(map(repr, absent))}")
+        header = {n: header[n] for n in names}
+    data_size = os.path.getsize(path) - data_start
+    # mode "c": copy-on-write pages, so callers may write into arrays without touching the file.
+    buffer = (np.memmap(path, dtype=np.uint8, mode="c", offset=data_start, shape=(data_size,)) if data_size
+              else np.zeros(0, np.uint8))
+    out = {}
+    for name, entry in header.items():
+        begin, end = entry["data_offsets"]
+        array = buffer[begin:end].view(_ST_DTYPES[entry["dtype"]]).reshape(entry["shape"])
+        if entry["dtype"] == "BF16":
+            array = bf16_to_float32(array)
+        out[name] = array
+    return out
+
+
+def bf16_to_float32(bits: np.ndarray) -> np.ndarray:
+    """bfloat16 stored as uint16 -> float32: bfloat16 is the top half of a float32, so the upcast is exact."""
+    return (bits.astype(np.uint32) << 16).view(np.float32)
+
+
+def read_index(path) -> dict[str, Any]:
+    """A validated sharded-checkpoint index (`metadata`, `weight_map`)."""
+    path = os.fspath(path)
+    try:
+        with open(path, encoding="utf-8") as f:
+            index = json.load(f)
+    except FileNotFoundError as e:
+        raise CheckpointError(path, "no such file") from e
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise CheckpointError(path, f"is not a valid index (not valid JSON: {e})") from e
+    weight_map = index.get("weight_map") if isinstance(index, dict) else None
+    if not isinstance(weight_map, dict) or not all(isinstance(k, str) and isinstance(v, str)
+                                                   for k, v in weight_map.items()):
+        raise CheckpointError(path, "is not a valid index: `weight_map` should map tensor names to shard files")
+    for shard in set(weight_map.values()):
+        # Shards sit beside the index; a name climbing out of the folder is a corrupt (or hostile) index.
+        if os.path.isabs(shard) or ".." in shard.replace("\\", "/").split("/"):
+            raise CheckpointError(path, f"lists shard {shard!r} outside the checkpoint folder")
+    return index
+
+
+def _shard_names(index: dict[str, Any]) -> list[str]:
+    return sorted(set(index["weight_map"].values()))
+
+
+def _read_sharded(files: WeightFiles) -> dict[str, np.ndarray]:
+    if files.index is None:
+        raise ValueError("A sharded WeightFiles needs `index`, the path of its index json. Received: index=None")
+    index = read_index(files.index)
+    by_file = {os.path.basename(p): p for p in files.paths}
+    out: dict[str, np.ndarray] = {}
+    where: dict[str, str] = {}
+    for shard in _shard_names(index):
+        path = by_file.get(os.path.basename(shard))
+        if path is None or not os.path.isfile(path):
+            raise CheckpointError(files.index, f"lists shard {shard!r}, which is missing")
+        arrays = read_safetensors(path)
+        for name, array in arrays.items():
+            if name in out:
+                raise CheckpointError(path, f"holds {name!r}, which {where[name]} holds too")
+            if index["weight_map"].get(name) != shard:
+                logger.warning("%s holds %r, which the index %s does not place there", path, name, files.index)
+            out[name] = array
+            where[name] = os.path.basename(path)
+    for name, shard in index["weight_map"].items():
+        if where.get(name) != os.path.basename(shard):
+            raise CheckpointError(files.index, f"places {name!r} in {shard!r}, which lacks it")
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# tf_model.h5: the Keras 2 weights-file layout transformers-TF writes.
+#   root attrs:  layer_names = [b"transformer", ...] (top-level Keras layers), backend, keras_version
+#   /<layer>     attrs: weight_names = [b"<model>/<layer>/.../<w>:0", ...]; datasets at /<layer>/<weight name>
+#   /top_level_model_weights  weight_names = [] (an empty float64 array, as Keras writes it)
+# Keras splits a string-list attribute over `name0`, `name1`, ... when it passes HDF5's 64 KiB header limit.
+H5_ATTR_LIMIT = 64512
+KERAS_VERSION = "2.21.0"  # the tf-keras whose save_weights this layout reproduces (transformers-TF 4.57)
+
+
+def read_tf_h5(path) -> dict[str, np.ndarray]:
+    """Every weight of a Keras/transformers-TF .h5 weights file, under its full weight name."""
+    import h5py
+
+    path = os.fspath(path)
+    try:
+        f = h5py.File(path, "r")
+    except FileNotFoundError as e:
+        raise CheckpointError(path, "no such file") from e
+    except OSError as e:
+        raise CheckpointError(path, f"is not a readable HDF5 file (truncated or corrupt): {e}") from e
+    out: dict[str, np.ndarray] = {}
+    try:
+        with f:
+            layer_names = _h5_strings(f.attrs, "layer_names")
+            if layer_names is None:  # not written by Keras: take every group
+                layer_names = [k for k in f.keys() if isinstance(f[k], h5py.Group)]
+            for layer in [*layer_names, "top_level_model_weights"]:
+                if layer not in f:
+                    if layer == "top_level_model_weights":
+                        continue
+                    raise CheckpointError(path, f"lists layer {layer!r} in layer_names but has no such group")
+                group = f[layer]
+                names = _h5_strings(group.attrs, "weight_names")
+                if names is None:
+                    names = _h5_dataset_paths(group)
+                for name in names:
+                    if name not in group:
+                        raise CheckpointError(path, f"lists weight {name!r} but has no such dataset")
+                    out[name] = _h5_array(group[name], path)
+    except CheckpointError:
+        raise
+    except (OSError, KeyError, ValueError, RuntimeError) as e:
+        raise CheckpointError(path, f"could not be read (truncated or corrupt HDF5): {e}") from e
+    return out
+
+
+def _h5_dataset_paths(group) -> list[str]:
+    import h5py
+
+    paths: list[str] = []
+    group.visititems(lambda name, obj: paths.append(name) if isinstance(obj, h5py.Dataset) else None)
+    return paths
+
+
+def _h5_strings(attrs, name: str) -> list[str] | None:
+    if name in attrs:
+        values = list(attrs[name])
+    elif f"{name}0" in attrs:
+        values, i = [], 0
+        while f"{name}{i}" in attrs:
+            values += list(attrs[f"{name}{i}"])
+            i += 1
+    else:
+        return None
+    return [v.decode("utf-8") if isinstance(v, bytes) else str(v) for v in values]
+
+
+def _h5_array(dataset, path: str) -> np.ndarray:
+    # A contiguous, unfiltered dataset is plain bytes at a known offset: map it instead of reading it.
+    offset = dataset.id.get_offset()
+    plist = dataset.id.get_create_plist()
+    import h5py
+
+    mappable = (offset is not None and dataset.size > 0 and dataset.ndim > 0 and dataset.dtype.kind in "fiub"
+                and plist.get_layout() == h5py.h5d.CONTIGUOUS and plist.get_nfilters() == 0)
+    if not mappable:
+        return dataset[()]
+    nbytes = dataset.size * dataset.dtype.itemsize
+    if offset + nbytes > os.path.getsize(path):
+        raise CheckpointError(path, f"dataset {dataset.name!r} runs past the end of the file (truncated file)")
+    return np.memmap(path, dtype=dataset.dtype, mode="c", offset=offset, shape=dataset.shape)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# .bin (torch pickles), finished by a backend that has torch
+def state_from_torch_bin(paths: Iterable[str], torch_load: Callable[[str], Mapping[str, Any]], *,
+                         convert: Callable[[Any], Any] | None = None, index: str | None = None) -> dict[str, Any]:
+    """Merge the state dicts that `torch_load(path)` returns for each file, with our checks and error messages.
+
+    `torch_load` is the backend's loader, e.g. ``lambda p: torch.load(p, map_location="cpu", weights_only=True,
+    mmap=True)``; core never imports torch. `convert` maps each value (default: to numpy, bfloat16 upcast to
+    float32; pass ``lambda t: t`` to keep torch tensors). `index` (a .bin.index.json) is checked against the shards.
+    """
+    convert = _torch_to_numpy if convert is None else convert
+    out: dict[str, Any] = {}
+    where: dict[str, str] = {}
+    for path in paths:
+        path = os.fspath(path)
+        try:
+            part = torch_load(path)
+        except FileNotFoundError as e:
+            raise CheckpointError(path, "no such file") from e
+        except Exception as e:  # torch raises RuntimeError/UnpicklingError/EOFError... for a damaged pickle
+            raise CheckpointError(path, f"could not be read by torch (truncated or corrupt?): {e}") from e
+        if not isinstance(part, Mapping):
+            raise CheckpointError(path, f"holds a {type(part).__name__}, not a state dict")
+        for name, value in part.items():
+            if name in out:
+                raise CheckpointError(path, f"holds {name!r}, which {where[name]} holds too")
+            out[name] = convert(value)
+            where[name] = os.path.basename(path)
+    if index is not None:
+        for name, shard in read_index(index)["weight_map"].items():
+            if where.get(name) != os.path.basename(shard):
+                raise CheckpointError(index, f"places {name!r} in {shard!r}, which lacks it")
+    return out
+
+
+def _torch_to_numpy(value):
+    if hasattr(value, "detach"):  # a torch tensor, handled by duck typing so that core never imports torch
+        value = value.detach().cpu()
+        if str(value.dtype) == "torch.bfloat16":
+            value = value.float()  # numpy has no bfloat16; the upcast is exact
+        return value.numpy()
+    return np.asarray(value)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Writing
+def write_safetensors(state: Mapping[str, np.ndarray], path, metadata: Mapping[str, str] | None = None) -> str:
+    """Write `state` as one safetensors file, atomically (a reader never sees a partial file).
+
+    `metadata` defaults to {"format": "pt"}, which transformers expects. Tensors are streamed one at a time, so
+    writing needs no second copy of the model in memory.
+    """
+    path = os.fspath(path)
+    metadata = {"format": "pt"} if metadata is None else dict(metadata)
+    if not all(isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()):
+        raise ValueError(f"`metadata` should map strings to strings. Received: metadata={metadata!r}")
+    arrays = {}
+    for name, value in state.items():
+        if not isinstance(name, str):
+            raise ValueError(f"Tensor names should be strings. Received: {name!r}")
+        array = np.asarray(value)
+        if array.dtype.newbyteorder("=") not in _NP_TO_ST:
+            raise ValueError(f"{name!r} has dtype {array.dtype}, which safetensors cannot store from numpy")
+        arrays[name] = array
+    # Widest dtypes first, then by name (as the safetensors library does): every tensor starts aligned.
+    order = sorted(arrays, key=lambda n: (-arrays[n].dtype.itemsize, n))
+    header: dict[str, Any] = {"__metadata__": metadata} if metadata else {}
+    offset = 0
+    for name in order:
+        array = arrays[name]
+        header[name] = {"dtype": _NP_TO_ST[array.dtype.newbyteorder("=")], "shape": list(array.shape),
+                        "data_offsets": [offset, offset + array.nbytes]}
+        offset += array.nbytes
+    raw = json.dumps(header, separators=(",", ":")).encode("utf-8")
+    raw += b" " * (-len(raw) % 8)  # the data must start 8-byte aligned
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            f.write(struct.pack("<Q", len(raw)))
+            f.write(raw)
+            for name in order:
+                array = np.ascontiguousarray(arrays[name], dtype=arrays[name].dtype.newbyteorder("<"))
+                f.write(memoryview(array.reshape(-1).view(np.uint8)))
+    return path
+
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]i?b|b)?\s*$", re.IGNORECASE)
+_UNITS = {"b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
+          "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
+
+
+def parse_size(size: int | str) -> int:
+    """Bytes in `size`: an int, or a string like "5GB" (10**9), "500MB", "2GiB" (2**30), "100kB"."""
+    if isinstance(size, int) and not isinstance(size, bool):
+        if size <= 0:
+            raise ValueError(f"`max_shard_size` should be positive. Received: max_shard_size={size!r}")
+        return size
+    match = _SIZE.match(size) if isinstance(size, str) else None
+    if not match or float(match[1]) <= 0:
+        raise ValueError("`max_shard_size` should be a positive int (bytes) or a string like '5GB', '500MB', "
+                         f"'2GiB'. Received: max_shard_size={size!r}")
+    return int(float(match[1]) * _UNITS[(match[2] or "b").lower()])
+
+
+_OUR_FILES = re.compile(r"model(-\d{5}-of-\d{5})?\.safetensors(\.index\.json)?")
+
+
+def save_weights(state: Mapping[str, np.ndarray], directory, *, max_shard_size: int | str = "5GB",
+                 metadata: Mapping[str, str] | None = None) -> list[str]:
+    """Save `state` as model.safetensors, or as shards plus model.safetensors.index.json when it passes
+    `max_shard_size` (shards filled in order; a tensor larger than the limit gets a shard of its own).
+
+    Files of an earlier save that the new one does not use are removed, so a directory never holds both a
+    stale model.safetensors and a new sharded checkpoint. Returns the paths written (index last).
+    """
+    limit = parse_size(max_shard_size)
+    directory = os.fspath(directory)
+    os.makedirs(directory, exist_ok=True)
+    arrays = {name: np.asarray(value) for name, value in state.items()}
+    shards: list[dict[str, np.ndarray]] = [{}]
+    size = 0
+    for name, array in arrays.items():
+        if shards[-1] and size + array.nbytes > limit:
+            shards.append({})
+            size = 0
+        shards[-1][name] = array
+        size += array.nbytes
+    written = []
+    if len(shards) == 1:
+        written.append(write_safetensors(shards[0], os.path.join(directory, SAFE_WEIGHTS_NAME), metadata))
+    else:
+        weight_map = {}
+        for i, shard in enumerate(shards, 1):
+            filename = f"model-{i:05d}-of-{len(shards):05d}.safetensors"
+            written.append(write_safetensors(shard, os.path.join(directory, filename), metadata))
+            weight_map.update({name: filename for name in shard})
+        index = {"metadata": {"total_parameters": int(sum(a.size for a in arrays.values())),
+                              "total_size": int(sum(a.nbytes for a in arrays.values()))},
+                 "weight_map": dict(sorted(weight_map.items()))}
+        index_path = os.path.join(directory, SAFE_WEIGHTS_INDEX_NAME)
+        atomic_write_text(index_path, json.dumps(index, indent=2, sort_keys=True) + "\n")
+        written.append(index_path)
+    keep = {os.path.basename(p) for p in written}
+    for filename in os.listdir(directory):
+        if _OUR_FILES.fullmatch(filename) and filename not in keep:
+            os.remove(os.path.join(directory, filename))
+    return written
+
+
+def write_tf_h5(state: Mapping[str, np.ndarray], path, model_class_name: str) -> str:
+    """Write hf_tf-named arrays as tf_model.h5 exactly as transformers-TF (tf-keras save_weights) lays it out.
+
+    Names may carry any Keras model prefix or none; the file gets the one of `model_class_name` (a head key or a
+    class name such as "TFGPT2LMHeadModel"). Weights are ordered as Keras orders them (state_dict order).
+    """
+    import h5py
+
+    head = layouts.head_of(model_class_name)
+    model = layouts.KERAS_MODEL_NAMES[head]
+    strip = re.compile(layouts.TABLES["hf_tf"].model_prefix)
+    by_layer: dict[str, list[tuple[str, str]]] = {}  # layer -> [(name in the file, key in state)]
+    for key in state.keys():  # names only: values are read one at a time below (they may be lazy)
+        match = strip.match(key)
+        bare = key[match.end():] if match else key
+        if "/" not in bare or not bare.endswith(":0"):
+            raise ValueError(f"write_tf_h5 takes hf_tf weight names like 'transformer/wte/embeddings:0'. "
+                             f"Received: {key!r} (convert with layouts.from_canonical(state, 'hf_tf', ...))")
+        by_layer.setdefault(bare.split("/", 1)[0], []).append((f"{model}/{bare}", key))
+    layer_names = [n for n in layouts.KERAS_LAYERS[head] if n in by_layer]
+    layer_names += sorted(set(by_layer) - set(layer_names))
+    with atomic_path(path) as tmp:
+        with h5py.File(tmp, "w") as f:
+            _h5_put_strings(f.attrs, "layer_names", layer_names)
+            f.attrs["backend"] = b"tensorflow"
+            f.attrs["keras_version"] = KERAS_VERSION.encode()
+            for layer in sorted(layer_names):  # Keras creates the groups in name order
+                weights = sorted(by_layer[layer], key=lambda item: _keras_order(item[0]))
+                group = f.create_group(layer)
+                _h5_put_strings(group.attrs, "weight_names", [name for name, _ in weights])
+                for name, key in weights:
+                    array = np.asarray(state[key])
+                    dataset = group.create_dataset(name, array.shape, dtype=array.dtype)
+                    if array.shape:
+                        dataset[:] = array
+                    else:
+                        dataset[()] = array
+            f.create_group("top_level_model_weights").attrs["weight_names"] = np.asarray([])
+    return os.fspath(path)
+
+
+def _keras_order(name: str) -> tuple:
+    canonical = layouts.canonical_name(name, "hf_tf")
+    return layouts.order_key(canonical) if canonical else (1, 0, 0)
+
+
+def _h5_put_strings(attrs, name: str, values: list[str]) -> None:
+    encoded = [v.encode("utf-8") for v in values]
+    packed = np.asarray(encoded)
+    if packed.nbytes <= H5_ATTR_LIMIT:
+        attrs[name] = encoded  # a list of bytes: h5py stores variable-length strings, as Keras does
+        return
+    chunks = 2
+    while any(c.nbytes > H5_ATTR_LIMIT for c in np.array_split(packed, chunks)):
+        chunks += 1
+    for i, chunk in enumerate(np.array_split(packed, chunks)):
+        attrs[f"{name}{i}"] = chunk

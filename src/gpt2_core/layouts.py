@@ -1,0 +1,487 @@
+"""Weight-name tables: our canonical names <-> the names and array layouts of each checkpoint format.
+
+Canonical names are the transformers PyTorch state_dict names (``transformer.h.0.attn.c_attn.weight``, ...) with
+the Conv1D (in, out) kernel layout. Each other layout is a table of rows ``(ours, theirs, transform)`` where
+``{i}`` stands for the block index and the transform says how their array relates to ours. Nothing here looks at
+a name to decide what to do with an array: the tables decide.
+
+    >>> import numpy as np
+    >>> from gpt2_core import layouts
+    >>> tf = layouts.from_canonical({"score.weight": np.zeros((3, 8))}, "hf_tf", model_class="seq_cls")
+    >>> {k: v.shape for k, v in tf.items()}
+    {'tfgpt2_for_sequence_classification/score/kernel:0': (8, 3)}
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from dataclasses import dataclass
+from typing import Mapping
+
+import numpy as np
+
+HEADS = ("base", "lm", "double_heads", "seq_cls", "token_cls", "qa")
+LAYOUTS = ("hf_pt", "hf_tf", "openai_tf1")
+
+# The transformers class of each head. The TF classes carry a "TF" prefix; Keras names the model after the class
+# (tf_keras' to_snake_case), and transformers-TF writes that name in front of every weight name in tf_model.h5.
+MODEL_CLASSES = {
+    "base": "GPT2Model",
+    "lm": "GPT2LMHeadModel",
+    "double_heads": "GPT2DoubleHeadsModel",
+    "seq_cls": "GPT2ForSequenceClassification",
+    "token_cls": "GPT2ForTokenClassification",
+    "qa": "GPT2ForQuestionAnswering",
+}
+KERAS_MODEL_NAMES = {
+    "base": "tfgpt2_model",
+    "lm": "tfgpt2lm_head_model",
+    "double_heads": "tfgpt2_double_heads_model",
+    "seq_cls": "tfgpt2_for_sequence_classification",
+    "token_cls": "tfgpt2_for_token_classification",
+    "qa": "tfgpt2_for_question_answering",
+}
+# The top-level Keras layers of each TF model, in the order Keras lists them in tf_model.h5's `layer_names`
+# (the order the model class assigns them: TFGPT2ForSequenceClassification creates `score` first).
+KERAS_LAYERS = {
+    "base": ("transformer",),
+    "lm": ("transformer",),
+    "double_heads": ("transformer", "multiple_choice_head"),
+    "seq_cls": ("score", "transformer"),
+    "token_cls": ("transformer", "classifier"),
+    "qa": ("transformer", "qa_outputs"),
+}
+
+# A tied weight is not stored when absent: it is filled from its source (transformers ties lm_head to wte).
+TIED_TO = {"lm_head.weight": "transformer.wte.weight"}
+
+
+class CheckpointMismatchError(ValueError):
+    """The checkpoint's tensors do not fit the model: lists every missing, unexpected and wrong-shape name."""
+
+    def __init__(self, message: str, *, missing=(), unexpected=(), wrong_shape=()):
+        super().__init__(message)
+        self.missing = list(missing)
+        self.unexpected = list(unexpected)
+        self.wrong_shape = list(wrong_shape)  # (name, expected shape, got shape)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The canonical parameters: name pattern, shape in symbols, the heads that have it, the config flag it needs.
+# Shapes follow transformers: Conv1D weights are (in, out), nn.Linear weights (out, in).
+ALL = HEADS
+_BLOCK = "transformer.h.{i}."
+PARAMETERS = (
+    ("transformer.wte.weight", ("vocab", "embd"), ALL, None),
+    ("transformer.wpe.weight", ("positions", "embd"), ALL, None),
+    (_BLOCK + "ln_1.weight", ("embd",), ALL, None),
+    (_BLOCK + "ln_1.bias", ("embd",), ALL, None),
+    (_BLOCK + "attn.c_attn.weight", ("embd", "3embd"), ALL, None),
+    (_BLOCK + "attn.c_attn.bias", ("3embd",), ALL, None),
+    (_BLOCK + "attn.c_proj.weight", ("embd", "embd"), ALL, None),
+    (_BLOCK + "attn.c_proj.bias", ("embd",), ALL, None),
+    (_BLOCK + "ln_2.weight", ("embd",), ALL, None),
+    (_BLOCK + "ln_2.bias", ("embd",), ALL, None),
+    (_BLOCK + "crossattention.c_attn.weight", ("embd", "2embd"), ALL, "add_cross_attention"),
+    (_BLOCK + "crossattention.c_attn.bias", ("2embd",), ALL, "add_cross_attention"),
+    (_BLOCK + "crossattention.q_attn.weight", ("embd", "embd"), ALL, "add_cross_attention"),
+    (_BLOCK + "crossattention.q_attn.bias", ("embd",), ALL, "add_cross_attention"),
+    (_BLOCK + "crossattention.c_proj.weight", ("embd", "embd"), ALL, "add_cross_attention"),
+    (_BLOCK + "crossattention.c_proj.bias", ("embd",), ALL, "add_cross_attention"),
+    (_BLOCK + "ln_cross_attn.weight", ("embd",), ALL, "add_cross_attention"),
+    (_BLOCK + "ln_cross_attn.bias", ("embd",), ALL, "add_cross_attention"),
+    (_BLOCK + "mlp.c_fc.weight", ("embd", "inner"), ALL, None),
+    (_BLOCK + "mlp.c_fc.bias", ("inner",), ALL, None),
+    (_BLOCK + "mlp.c_proj.weight", ("inner", "embd"), ALL, None),
+    (_BLOCK + "mlp.c_proj.bias", ("embd",), ALL, None),
+    ("transformer.ln_f.weight", ("embd",), ALL, None),
+    ("transformer.ln_f.bias", ("embd",), ALL, None),
+    ("lm_head.weight", ("vocab", "embd"), ("lm", "double_heads"), None),
+    ("multiple_choice_head.summary.weight", ("summary", "embd"), ("double_heads",), "summary_use_proj"),
+    ("multiple_choice_head.summary.bias", ("summary",), ("double_heads",), "summary_use_proj"),
+    ("score.weight", ("labels", "embd"), ("seq_cls",), None),
+    ("classifier.weight", ("labels", "embd"), ("token_cls",), None),
+    ("classifier.bias", ("labels",), ("token_cls",), None),
+    ("qa_outputs.weight", ("2", "embd"), ("qa",), None),
+    ("qa_outputs.bias", ("2",), ("qa",), None),
+)
+
+
+def _dims(config) -> dict[str, int]:
+    embd = config.n_embd
+    return {
+        "vocab": config.vocab_size, "positions": config.n_positions, "embd": embd, "2embd": 2 * embd,
+        "3embd": 3 * embd, "inner": config.inner_dim, "labels": config.num_labels, "2": 2,
+        # GPT2DoubleHeadsModel sets num_labels = 1, so a projection "to labels" has one output.
+        "summary": 1 if config.summary_proj_to_labels else embd,
+    }
+
+
+def head_of(model_class: str) -> str:
+    """The head key for a head key or a transformers class name, with or without the TF prefix."""
+    if model_class in HEADS:
+        return model_class
+    name = model_class[2:] if model_class.startswith("TF") else model_class
+    for head, cls in MODEL_CLASSES.items():
+        if cls == name:
+            return head
+    raise ValueError(f"`model_class` should be one of {', '.join(HEADS)} or a GPT-2 model class name. "
+                     f"Received: model_class={model_class!r}")
+
+
+def expected_shapes(config, head: str = "lm") -> dict[str, tuple[int, ...]]:
+    """Canonical name -> shape of every parameter of the model class `head` (a key of HEADS or a class name).
+
+    `lm_head.weight` is listed for the LM heads even when tied; `check_state` fills it from wte when absent.
+    """
+    head = head_of(head)
+    dims = _dims(config)
+    out: dict[str, tuple[int, ...]] = {}
+    for pattern, shape, heads, flag in _in_state_dict_order(config.n_layer):
+        if head in heads and (flag is None or getattr(config, flag)):
+            out[pattern] = tuple(dims[d] for d in shape)
+    return out
+
+
+def _in_state_dict_order(n_layer: int):
+    """PARAMETERS with `{i}` filled, block by block, in the order of a transformers state_dict."""
+    block = [p for p in PARAMETERS if "{i}" in p[0]]
+    first = PARAMETERS.index(block[0])
+    yield from PARAMETERS[:first]
+    for i in range(n_layer):
+        for pattern, *rest in block:
+            yield (pattern.format(i=i), *rest)
+    yield from PARAMETERS[first + len(block):]
+
+
+def order_key(name: str) -> tuple:
+    """Sort key putting canonical names in state_dict order (wte, wpe, h.0..., h.1..., ln_f, heads)."""
+    for pos, (pattern, *_) in enumerate(PARAMETERS):
+        match = _pattern_regex(pattern).fullmatch(name)
+        if match:
+            block = int(match["i"]) if "{i}" in pattern else (-1 if pos < 2 else 1 << 30)
+            return (0, block, pos)
+    return (1, 0, 0)  # unknown names last, in their given order (sorted() is stable)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Transforms: how their array relates to ours. Both are data: a leading axis of size 1 to drop, a transpose.
+@dataclass(frozen=True)
+class Transform:
+    name: str
+    leading_one: bool = False  # theirs = ours[None]: OpenAI's (1, in, out) kernels, TF Conv1D's (1, out) biases
+    transpose: bool = False    # theirs = ours.T: Keras Dense kernels are (in, out), torch Linear weights (out, in)
+
+    def to_ours(self, array: np.ndarray, their_name: str) -> np.ndarray:
+        if self.leading_one:
+            if array.ndim < 1 or array.shape[0] != 1:
+                raise CheckpointMismatchError(
+                    f"{their_name} should have a leading axis of size 1 ({self.name}). Received shape: {array.shape}")
+            array = array.reshape(array.shape[1:])
+        if self.transpose:
+            array = _transposed(array, their_name)
+        return array
+
+    def to_theirs(self, array: np.ndarray, our_name: str) -> np.ndarray:
+        if self.transpose:
+            array = _transposed(array, our_name)
+        if self.leading_one:
+            array = array.reshape((1, *array.shape))
+        return array
+
+
+def _transposed(array: np.ndarray, name: str) -> np.ndarray:
+    if array.ndim != 2:
+        raise CheckpointMismatchError(f"{name} should be a 2-D kernel to transpose. Received shape: {array.shape}")
+    return np.ascontiguousarray(array.T)  # writers need C order; a copy, so only small head kernels pay it
+
+
+SAME = Transform("same")
+LEADING_ONE = Transform("leading_one", leading_one=True)
+TRANSPOSED = Transform("transposed", transpose=True)
+
+
+@dataclass(frozen=True)
+class Row:
+    ours: str
+    theirs: str | None  # None: the layout does not store it (a tied weight, equal to its TIED_TO source)
+    transform: Transform = SAME
+
+
+@dataclass(frozen=True)
+class Layout:
+    """A table plus the two prefix rules the formats have.
+
+    optional_prefix: their body names may lack it (transformers' GPT2Model saves ``h.0...`` not
+        ``transformer.h.0...``); added on read when a name only matches with it, dropped on write for head "base".
+    model_prefix: a regex of a prefix every name carries in files (the Keras model name, ``tfgpt2lm_head_model/``,
+        or older spellings like ``tfgp_t2lm_head_model/``); stripped on read, written per model class on write.
+    Rows are searched in order: on write the first row of a canonical name wins, later rows are read aliases.
+    """
+
+    name: str
+    rows: tuple[Row, ...]
+    ignore: tuple[str, ...] = ()  # regexes of their names that are buffers, not parameters
+    optional_prefix: str = ""
+    model_prefix: str | None = None
+
+
+def _hf_pt_rows():
+    return tuple(Row(pattern, pattern) for pattern, *_ in PARAMETERS)
+
+
+def _hf_tf_rows():
+    body = "transformer/h_._{i}/"
+    rows = [
+        Row("transformer.wte.weight", "transformer/wte/embeddings:0"),
+        Row("transformer.wte.weight", "transformer/wte/weight:0"),  # older transformers-TF (TFSharedEmbeddings)
+        Row("transformer.wpe.weight", "transformer/wpe/embeddings:0"),
+    ]
+    for ours, theirs in (("ln_1", "ln_1"), ("ln_2", "ln_2"), ("ln_cross_attn", "ln_cross_attn")):
+        rows += [Row(f"{_BLOCK}{ours}.weight", f"{body}{theirs}/gamma:0"),
+                 Row(f"{_BLOCK}{ours}.bias", f"{body}{theirs}/beta:0")]
+    # TFConv1D keeps the torch Conv1D (in, out) kernel but stores its bias as (1, out).
+    for conv in ("attn.c_attn", "attn.c_proj", "crossattention.c_attn", "crossattention.q_attn",
+                 "crossattention.c_proj", "mlp.c_fc", "mlp.c_proj"):
+        path = conv.replace(".", "/")
+        rows += [Row(f"{_BLOCK}{conv}.weight", f"{body}{path}/weight:0"),
+                 Row(f"{_BLOCK}{conv}.bias", f"{body}{path}/bias:0", LEADING_ONE)]
+    rows += [
+        Row("transformer.ln_f.weight", "transformer/ln_f/gamma:0"),
+        Row("transformer.ln_f.bias", "transformer/ln_f/beta:0"),
+        Row("lm_head.weight", None),  # TFGPT2LMHeadModel multiplies by wte; there is no separate kernel
+        # Keras Dense heads: (in, out) kernels.
+        Row("multiple_choice_head.summary.weight", "multiple_choice_head/summary/kernel:0", TRANSPOSED),
+        Row("multiple_choice_head.summary.bias", "multiple_choice_head/summary/bias:0"),
+        Row("score.weight", "score/kernel:0", TRANSPOSED),
+        Row("classifier.weight", "classifier/kernel:0", TRANSPOSED),
+        Row("classifier.bias", "classifier/bias:0"),
+        Row("qa_outputs.weight", "qa_outputs/kernel:0", TRANSPOSED),
+        Row("qa_outputs.bias", "qa_outputs/bias:0"),
+    ]
+    return tuple(rows)
+
+
+def _openai_tf1_rows():
+    body = "model/h{i}/"
+    rows = [Row("transformer.wte.weight", "model/wte"), Row("transformer.wpe.weight", "model/wpe")]
+    for ln in ("ln_1", "ln_2"):
+        rows += [Row(f"{_BLOCK}{ln}.weight", f"{body}{ln}/g"), Row(f"{_BLOCK}{ln}.bias", f"{body}{ln}/b")]
+    # OpenAI's conv1d kernels are (1, in, out): a 1x1 convolution; biases are plain (out,).
+    for conv in ("attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj"):
+        path = conv.replace(".", "/")
+        rows += [Row(f"{_BLOCK}{conv}.weight", f"{body}{path}/w", LEADING_ONE),
+                 Row(f"{_BLOCK}{conv}.bias", f"{body}{path}/b")]
+    rows += [Row("transformer.ln_f.weight", "model/ln_f/g"), Row("transformer.ln_f.bias", "model/ln_f/b"),
+             Row("lm_head.weight", None)]
+    return tuple(rows)
+
+
+TABLES: dict[str, Layout] = {
+    "hf_pt": Layout(
+        "hf_pt", _hf_pt_rows(),
+        # Causal-mask buffers that older transformers saved with the weights (the hub's gpt2 files have them).
+        ignore=(r"(transformer\.)?h\.\d+\.(attn|crossattention)\.(bias|masked_bias)",),
+        optional_prefix="transformer."),
+    "hf_tf": Layout("hf_tf", _hf_tf_rows(), model_prefix=r"tf[a-z0-9_]*/"),
+    "openai_tf1": Layout("openai_tf1", _openai_tf1_rows()),
+}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+@functools.lru_cache(maxsize=None)
+def _pattern_regex(pattern: str) -> re.Pattern:
+    return re.compile(re.escape(pattern).replace(re.escape("{i}"), r"(?P<i>\d+)"))
+
+
+class _Index:
+    """Row lookup by name in either direction: exact names in a dict, `{i}` patterns as regexes."""
+
+    def __init__(self, rows, key):
+        self.exact: dict[str, Row] = {}
+        self.patterns: list[tuple[re.Pattern, Row]] = []
+        for row in rows:
+            name = getattr(row, key)
+            if name is None:
+                continue
+            if "{i}" in name:
+                self.patterns.append((_pattern_regex(name), row))
+            else:
+                self.exact.setdefault(name, row)
+
+    def find(self, name: str) -> tuple[Row, str | None] | None:
+        row = self.exact.get(name)
+        if row is not None:
+            return row, None
+        for regex, row in self.patterns:
+            match = regex.fullmatch(name)
+            if match:
+                return row, match["i"]
+        return None
+
+
+_INDEXES: dict[tuple[str, str], _Index] = {}
+
+
+def get_layout(layout: str) -> Layout:
+    if layout not in TABLES:
+        raise ValueError(f"`layout` should be one of {', '.join(LAYOUTS)}. Received: layout={layout!r}")
+    return TABLES[layout]
+
+
+def _index(layout: str, key: str) -> _Index:
+    if (layout, key) not in _INDEXES:
+        _INDEXES[layout, key] = _Index(get_layout(layout).rows, key)
+    return _INDEXES[layout, key]
+
+
+def _find_theirs(name: str, layout: str) -> tuple[Row, str | None] | None:
+    """The row of one of their names (model prefix stripped, optional prefix tried), or None."""
+    table = get_layout(layout)
+    if table.model_prefix:
+        match = re.match(table.model_prefix, name)
+        if match:
+            name = name[match.end():]
+    idx = _index(layout, "theirs")
+    hit = idx.find(name)
+    if hit is None and table.optional_prefix and not name.startswith(table.optional_prefix):
+        hit = idx.find(table.optional_prefix + name)
+    return hit
+
+
+def _ours_name(row: Row, i: str | None) -> str:
+    return row.ours.format(i=i) if i is not None else row.ours
+
+
+def canonical_name(their_name: str, layout: str) -> str | None:
+    """The canonical name of one of `layout`'s names (prefix rules applied), or None when the table lacks it."""
+    hit = _find_theirs(their_name, layout)
+    return _ours_name(*hit) if hit is not None else None
+
+
+def to_canonical(arrays: Mapping[str, np.ndarray], layout: str) -> dict[str, np.ndarray]:
+    """Rename a checkpoint's arrays to canonical names and our array layout.
+
+    Drops the buffers the layout marks as ignored; adds the `transformer.` prefix GPT2Model files lack; strips
+    the Keras model name of transformers-TF files. Names the table does not know pass through unchanged, so
+    `check_state` reports them as unexpected. Arrays that need no transform are returned as they came (a memory
+    map stays a memory map).
+    """
+    table = get_layout(layout)
+    ignore = [re.compile(p) for p in table.ignore]
+    out: dict[str, np.ndarray] = {}
+    sources: dict[str, str] = {}
+    for name, array in arrays.items():
+        if any(p.fullmatch(name) for p in ignore):
+            continue
+        hit = _find_theirs(name, layout)
+        if hit is None:
+            ours, value = name, array
+        else:
+            ours = _ours_name(*hit)
+            value = hit[0].transform.to_ours(np.asarray(array), name)
+        if ours in out:
+            raise CheckpointMismatchError(
+                f"{name!r} and {sources[ours]!r} both map to {ours!r} in layout {layout!r}; the checkpoint holds "
+                "the same tensor twice under two names")
+        out[ours] = value
+        sources[ours] = name
+    return out
+
+
+def from_canonical(arrays: Mapping[str, np.ndarray], layout: str, *, model_class: str | None = None
+                   ) -> dict[str, np.ndarray]:
+    """Rename canonical arrays to the names and array layout of `layout`, as the model class `model_class` saves.
+
+    `model_class` is a key of HEADS or a transformers class name (TF prefix allowed); None infers it from the head
+    tensors present (no head tensor: "base"). For "hf_pt" with head "base" the names lose `transformer.` like
+    transformers' GPT2Model files; for "hf_tf" every name gets the Keras model name in front. A tied weight the
+    layout does not store (lm_head in hf_tf and openai_tf1) is dropped when it equals its source and raises
+    otherwise. A name with no row raises ValueError.
+    """
+    table = get_layout(layout)
+    head = head_of(model_class) if model_class is not None else infer_head(arrays)
+    drop_prefix = table.optional_prefix if head == "base" else ""
+    prefix = KERAS_MODEL_NAMES[head] + "/" if table.model_prefix else ""
+    out: dict[str, np.ndarray] = {}
+    for name, array in arrays.items():
+        hit = _index(layout, "ours").find(name)
+        if hit is None:
+            raise ValueError(f"{name!r} has no name in layout {layout!r}; that format cannot store it")
+        row, i = hit
+        if row.theirs is None:
+            source = TIED_TO.get(name)
+            if source in arrays and (arrays[source] is array
+                                     or np.array_equal(np.asarray(arrays[source]), np.asarray(array))):
+                continue
+            raise ValueError(f"Layout {layout!r} stores no {name!r}: it must equal {source!r} (tied), but "
+                             f"{'differs' if source in arrays else 'that is absent'}")
+        theirs = row.theirs.format(i=i) if i is not None else row.theirs
+        if drop_prefix and theirs.startswith(drop_prefix):
+            theirs = theirs[len(drop_prefix):]
+        out[prefix + theirs] = row.transform.to_theirs(np.asarray(array), name)
+    return out
+
+
+def convert(arrays: Mapping[str, np.ndarray], source: str, target: str, *, model_class: str | None = None
+            ) -> dict[str, np.ndarray]:
+    """Arrays in layout `source` -> arrays in layout `target` (through the canonical names)."""
+    return from_canonical(to_canonical(arrays, source), target, model_class=model_class)
+
+
+def infer_head(arrays: Mapping[str, np.ndarray]) -> str:
+    """The head whose head tensors appear among canonical `arrays` ("lm" when only lm_head; "base" when none)."""
+    names = set(arrays)
+    for head in ("double_heads", "seq_cls", "token_cls", "qa", "lm"):
+        own = {p for p, _, heads, _ in PARAMETERS if heads == (head,) or (head == "lm" and p == "lm_head.weight")}
+        if names & own:
+            return head
+    return "base"
+
+
+# ---------------------------------------------------------------------------------------------------------------
+def check_state(expected: Mapping[str, tuple], got: Mapping[str, np.ndarray], *, tied=("lm_head.weight",)
+                ) -> dict[str, np.ndarray]:
+    """Check canonical arrays against `expected_shapes(...)` and return them in that order, ready to load.
+
+    Tied names (`tied`) absent from `got` are filled from their source (lm_head from wte). Compares both key sets
+    and every shape, and raises one CheckpointMismatchError listing all missing, unexpected and wrong-shape names.
+    """
+    got = dict(got)
+    for name in tied:
+        source = TIED_TO.get(name)
+        if name in expected and name not in got and source in got:
+            got[name] = got[source]
+    missing = [n for n in expected if n not in got]
+    unexpected = [n for n in got if n not in expected]
+    wrong = [(n, tuple(expected[n]), tuple(np.shape(got[n]))) for n in expected
+             if n in got and tuple(np.shape(got[n])) != tuple(expected[n])]
+    if missing or unexpected or wrong:
+        raise CheckpointMismatchError(_mismatch_message(missing, unexpected, wrong, tied),
+                                      missing=missing, unexpected=unexpected, wrong_shape=wrong)
+    return {n: got[n] for n in expected}
+
+
+def _mismatch_message(missing, unexpected, wrong, tied) -> str:
+    def listing(items, limit=12):
+        shown = ", ".join(items[:limit])
+        return shown + (f", ... ({len(items) - limit} more)" if len(items) > limit else "")
+
+    parts = ["The checkpoint does not fit the model."]
+    if missing:
+        parts.append(f"Missing ({len(missing)}): {listing(missing)}.")
+    if unexpected:
+        parts.append(f"Unexpected ({len(unexpected)}): {listing(unexpected)}.")
+    if wrong:
+        parts.append(f"Wrong shape ({len(wrong)}): "
+                     + listing([f"{n} expected {e} got {g}" for n, e, g in wrong]) + ".")
+    # Hints for the mistakes we can recognise.
+    if any(canonical_name(n, layout) not in (None, n) for n in unexpected for layout in LAYOUTS):
+        parts.append("Hint: the unexpected names look like a file's own layout; convert them with "
+                     "layouts.to_canonical first.")
+    if "lm_head.weight" in missing and "lm_head.weight" not in tied:
+        parts.append("Hint: lm_head.weight is untied (tie_word_embeddings=False) and the checkpoint lacks it.")
+    if wrong and {n for n, *_ in wrong} >= {"transformer.wte.weight"}:
+        parts.append("Hint: a vocab_size / n_embd / n_layer different from the checkpoint's config.json?")
+    return " ".join(parts)

@@ -1,0 +1,19 @@
+"""Shared fixtures. `hub_server`: a fake Hugging Face hub on 127.0.0.1 (see tests/core/hubserver.py)."""
+
+import sys
+from pathlib import Path
+
+import pytest
+
+# hubserver.py lives in tests/core; make `import hubserver` work from every test folder.
+sys.path.insert(0, str(Path(__file__).parent / "core"))
+
+from hubserver import HubServer  # noqa: E402
+
+
+@pytest.fixture
+def hub_server():
+    """A started fake hub: `hub_server.add(repo_id, files)`, then `hub_server.patch(monkeypatch, cache_dir)` for
+    this process or `hub_server.env(cache_dir)` for a subprocess (see hubserver.run_python)."""
+    with HubServer() as server:
+        yield server

@@ -1,1 +1,27 @@
-"""placeholder"""
+"""gpt2_tf: GPT-2 in Keras 3 on TensorFlow, with transformers-TF's class names, arguments, outputs and files.
+
+Never imports torch (pytorch_model.bin is read only when torch happens to be installed).
+
+    >>> from gpt2_tf import TFGPT2LMHeadModel
+    >>> model = TFGPT2LMHeadModel.from_pretrained("gpt2")                # doctest: +SKIP
+    >>> logits = model(input_ids).logits                                  # doctest: +SKIP
+"""
+
+from gpt2_core.config import GPT2Config
+
+from .loading import from_pretrained, save_pretrained
+from .modeling import (
+    TFGPT2DoubleHeadsModel,
+    TFGPT2ForQuestionAnswering,
+    TFGPT2ForSequenceClassification,
+    TFGPT2ForTokenClassification,
+    TFGPT2LMHeadModel,
+    TFGPT2Model,
+    TFGPT2PreTrainedModel,
+)
+
+__all__ = [
+    "GPT2Config", "TFGPT2Model", "TFGPT2LMHeadModel", "TFGPT2DoubleHeadsModel", "TFGPT2ForSequenceClassification",
+    "TFGPT2ForTokenClassification", "TFGPT2ForQuestionAnswering", "TFGPT2PreTrainedModel",
+    "from_pretrained", "save_pretrained",
+]

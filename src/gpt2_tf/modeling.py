@@ -1,0 +1,751 @@
+"""GPT-2 in Keras 3 on TensorFlow: Attention, MLP, Block, TFGPT2Model and the five heads of transformers.
+
+Module attribute names equal the transformers names and every weight has its PyTorch shape (Conv1D (in, out),
+Linear (out, in)), so the canonical weight names and shapes equal those of transformers' GPT-2 classes and loading
+a checkpoint is a copy plus a check (see loading.py). This file mirrors gpt2_pt/modeling.py block by block; what
+differs is the framework: Keras layers create their weights in __init__ (a model is built as soon as it exists),
+the forward runs eagerly, under tf.function and under tf.function(jit_compile=True), and the heads train with
+`model.compile(optimizer)` + `model.fit` on their own loss.
+
+    >>> import tensorflow as tf
+    >>> from gpt2_tf import GPT2Config, TFGPT2LMHeadModel
+    >>> model = TFGPT2LMHeadModel(GPT2Config(n_embd=32, n_layer=2, n_head=2))
+    >>> out = model(tf.constant([[464, 2068]]))
+    >>> out.logits.shape, len(out.past_key_values)
+    (TensorShape([1, 2, 50257]), 2)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import keras
+import tensorflow as tf
+
+from gpt2_core.config import GPT2Config
+
+# transformers' ACT2FN, name for name. The four tanh approximations of GELU are one function (they differ only in
+# how the constant sqrt(2/pi) is spelled), so they share one formula.
+ACT2FN = {
+    "gelu_new": lambda x: tf.nn.gelu(x, approximate=True),
+    "gelu_pytorch_tanh": lambda x: tf.nn.gelu(x, approximate=True),
+    "gelu_fast": lambda x: tf.nn.gelu(x, approximate=True),
+    "gelu_accurate": lambda x: tf.nn.gelu(x, approximate=True),
+    "gelu": lambda x: tf.nn.gelu(x, approximate=False),
+    "gelu_python": lambda x: tf.nn.gelu(x, approximate=False),
+    "quick_gelu": lambda x: x * tf.sigmoid(1.702 * x),
+    "relu": tf.nn.relu,
+    "relu6": tf.nn.relu6,
+    "silu": tf.nn.silu,
+    "swish": tf.nn.silu,
+    "mish": lambda x: x * tf.tanh(tf.nn.softplus(x)),
+    "tanh": tf.tanh,
+    "sigmoid": tf.sigmoid,
+    "linear": lambda x: x,
+}
+
+
+# ----------------------------------------------------------------------------------------------- outputs
+
+class ModelOutput:
+    """Named fields like transformers' outputs; `to_tuple()` keeps the fields that are not None, in order.
+
+    The __tf_flatten__ / __tf_unflatten__ pair (tf.nest's custom-structure protocol) lets a tf.function return one.
+    """
+
+    def to_tuple(self) -> tuple:
+        return tuple(v for v in (getattr(self, f.name) for f in dataclasses.fields(self)) if v is not None)
+
+    def __getitem__(self, key):
+        return getattr(self, key) if isinstance(key, str) else self.to_tuple()[key]
+
+    def keys(self) -> list[str]:
+        return [f.name for f in dataclasses.fields(self) if getattr(self, f.name) is not None]
+
+    def __tf_flatten__(self):
+        names = tuple(f.name for f in dataclasses.fields(self))
+        return names, tuple(getattr(self, name) for name in names)
+
+    @classmethod
+    def __tf_unflatten__(cls, names, values):
+        return cls(**dict(zip(names, values)))
+
+
+@dataclass
+class BaseModelOutputWithPast(ModelOutput):
+    last_hidden_state: tf.Tensor | None = None
+    past_key_values: Any = None
+    hidden_states: tuple[tf.Tensor, ...] | None = None
+    attentions: tuple[tf.Tensor, ...] | None = None
+
+
+@dataclass
+class CausalLMOutputWithPast(ModelOutput):
+    loss: tf.Tensor | None = None
+    logits: tf.Tensor | None = None
+    past_key_values: Any = None
+    hidden_states: tuple[tf.Tensor, ...] | None = None
+    attentions: tuple[tf.Tensor, ...] | None = None
+
+
+@dataclass
+class GPT2DoubleHeadsModelOutput(ModelOutput):
+    loss: tf.Tensor | None = None
+    mc_loss: tf.Tensor | None = None
+    logits: tf.Tensor | None = None
+    mc_logits: tf.Tensor | None = None
+    past_key_values: Any = None
+    hidden_states: tuple[tf.Tensor, ...] | None = None
+    attentions: tuple[tf.Tensor, ...] | None = None
+
+
+@dataclass
+class SequenceClassifierOutputWithPast(ModelOutput):
+    loss: tf.Tensor | None = None
+    logits: tf.Tensor | None = None
+    past_key_values: Any = None
+    hidden_states: tuple[tf.Tensor, ...] | None = None
+    attentions: tuple[tf.Tensor, ...] | None = None
+
+
+@dataclass
+class TokenClassifierOutput(ModelOutput):
+    loss: tf.Tensor | None = None
+    logits: tf.Tensor | None = None
+    hidden_states: tuple[tf.Tensor, ...] | None = None
+    attentions: tuple[tf.Tensor, ...] | None = None
+
+
+@dataclass
+class QuestionAnsweringModelOutput(ModelOutput):
+    loss: tf.Tensor | None = None
+    start_logits: tf.Tensor | None = None
+    end_logits: tf.Tensor | None = None
+    hidden_states: tuple[tf.Tensor, ...] | None = None
+    attentions: tuple[tf.Tensor, ...] | None = None
+
+
+# ----------------------------------------------------------------------------------------------- the model
+# Keras has no layers with torch's weight layouts and names, so the four leaf layers are ours. Each creates its
+# weights in __init__ with transformers' initialisation: N(0, initializer_range), zero biases, unit LayerNorm.
+
+def _normal(std: float):
+    return keras.initializers.RandomNormal(mean=0.0, stddev=std)
+
+
+class Conv1D(keras.layers.Layer):
+    """A linear layer whose weight is stored (in, out), as GPT-2 checkpoints store it: y = x @ W + b."""
+
+    def __init__(self, n_in: int, n_out: int, std: float, **kwargs):
+        super().__init__(**kwargs)
+        self.weight = self.add_weight(shape=(n_in, n_out), initializer=_normal(std), name="weight")
+        self.bias = self.add_weight(shape=(n_out,), initializer="zeros", name="bias")
+        self.built = True
+
+    def call(self, x):
+        # One 2-D GEMM: TF runs (B, T, C) @ (C, N) as a batched matmul over a broadcast kernel, which is slower;
+        # bias_add (not +) lets TF's CPU graph rewrite fuse it into the GEMM.
+        shape = tf.shape(x)
+        y = tf.nn.bias_add(tf.matmul(tf.reshape(x, (-1, shape[-1])), self.weight), self.bias)
+        return tf.reshape(y, tf.concat([shape[:-1], [self.weight.shape[1]]], axis=0))
+
+
+class Linear(keras.layers.Layer):
+    """torch's nn.Linear: weight (out, in), y = x @ W.T (+ b). `weight` given: share it (a tied LM head)."""
+
+    def __init__(self, n_in: int, n_out: int, std: float, *, use_bias: bool = True, weight=None, **kwargs):
+        super().__init__(**kwargs)
+        self.weight = weight if weight is not None else self.add_weight(
+            shape=(n_out, n_in), initializer=_normal(std), name="weight")
+        self.bias = self.add_weight(shape=(n_out,), initializer="zeros", name="bias") if use_bias else None
+        self.built = True
+
+    def call(self, x):
+        y = tf.matmul(x, self.weight, transpose_b=True)
+        return y if self.bias is None else y + self.bias
+
+
+class Embedding(keras.layers.Layer):
+    def __init__(self, num_embeddings: int, dim: int, std: float, **kwargs):
+        super().__init__(**kwargs)
+        self.weight = self.add_weight(shape=(num_embeddings, dim), initializer=_normal(std), name="weight")
+        self.built = True
+
+    def call(self, ids):
+        return tf.gather(self.weight, ids)
+
+
+class LayerNorm(keras.layers.Layer):
+    def __init__(self, dim: int, eps: float, **kwargs):
+        super().__init__(**kwargs)
+        self.eps = eps
+        self.weight = self.add_weight(shape=(dim,), initializer="ones", name="weight")
+        self.bias = self.add_weight(shape=(dim,), initializer="zeros", name="bias")
+        self.built = True
+
+    def call(self, x):
+        mean, variance = tf.nn.moments(x, axes=[-1], keepdims=True)
+        return (x - mean) * tf.math.rsqrt(variance + self.eps) * self.weight + self.bias
+
+
+class Attention(keras.layers.Layer):
+    def __init__(self, config: GPT2Config, layer_idx: int, **kwargs):
+        super().__init__(**kwargs)
+        self.n_head, self.head_dim, self.layer_idx = config.n_head, config.head_dim, layer_idx
+        std = config.initializer_range
+        self.c_attn = Conv1D(config.n_embd, 3 * config.n_embd, std, name="c_attn")
+        # the residual projections start smaller: std / sqrt(2 * n_layer) (GPT-2 paper, transformers)
+        self.c_proj = Conv1D(config.n_embd, config.n_embd, std / math.sqrt(2 * config.n_layer), name="c_proj")
+        self.attn_dropout = keras.layers.Dropout(config.attn_pdrop)
+        self.resid_dropout = keras.layers.Dropout(config.resid_pdrop)
+        self.scale = self.head_dim ** -0.5 if config.scale_attn_weights else 1.0
+        if config.scale_attn_by_inverse_layer_idx:
+            self.scale /= layer_idx + 1
+        self.upcast = config.reorder_and_upcast_attn
+        self.built = True
+
+    def call(self, x, mask, layer_past=None, output_attentions=False, training=False):
+        B, T, C = tf.shape(x)[0], tf.shape(x)[1], x.shape[-1]
+        q, k, v = tf.split(self.c_attn(x), 3, axis=2)
+        q = tf.transpose(tf.reshape(q, (B, T, self.n_head, self.head_dim)), (0, 2, 1, 3))  # (B, nh, T, hd)
+        k = tf.transpose(tf.reshape(k, (B, T, self.n_head, self.head_dim)), (0, 2, 1, 3))  # (B, nh, T, hd)
+        v = tf.transpose(tf.reshape(v, (B, T, self.n_head, self.head_dim)), (0, 2, 1, 3))  # (B, nh, T, hd)
+        if layer_past is not None:
+            k = tf.concat((layer_past[0], k), axis=2)  # (B, nh, past + T, hd)
+            v = tf.concat((layer_past[1], v), axis=2)
+        present = (k, v)
+
+        y, weights = self._attention(q, k, v, mask, training)
+        y = tf.reshape(tf.transpose(y, (0, 2, 1, 3)), (B, T, C))  # (B, T, nh * hd): heads side by side again
+        return self.resid_dropout(self.c_proj(y), training=training), present, (weights if output_attentions
+                                                                                  else None)
+
+    def _attention(self, q, k, v, mask, training):
+        # No fused attention kernel to call in TF: this is gpt2_pt's explicit path, always.
+        if self.upcast:
+            q, k = tf.cast(q, tf.float32), tf.cast(k, tf.float32)
+        scores = tf.matmul(q, k, transpose_b=True) * self.scale  # (B, nh, T, S)
+        if mask is None:  # one new token: it may see every key
+            weights = tf.nn.softmax(scores, axis=-1)
+        else:
+            # The dtype's minimum, not -inf: a query that may see no key (a left-pad position) then gets finite
+            # weights, which are zeroed below as gpt2_pt zeroes them, and no NaN reaches the gradients.
+            weights = tf.nn.softmax(tf.where(mask, scores, scores.dtype.min), axis=-1)
+            if mask.shape.rank == 4:  # padding: some queries may see no key (the causal mask alone never does that)
+                weights = tf.where(mask, weights, 0.0)
+        weights = self.attn_dropout(tf.cast(weights, v.dtype), training=training)
+        return tf.matmul(weights, v), weights
+
+
+class MLP(keras.layers.Layer):
+    def __init__(self, config: GPT2Config, **kwargs):
+        super().__init__(**kwargs)
+        std = config.initializer_range
+        self.c_fc = Conv1D(config.n_embd, config.inner_dim, std, name="c_fc")
+        self.c_proj = Conv1D(config.inner_dim, config.n_embd, std / math.sqrt(2 * config.n_layer), name="c_proj")
+        self.act = ACT2FN[config.activation_function]
+        self.dropout = keras.layers.Dropout(config.resid_pdrop)
+        self.built = True
+
+    def call(self, x, training=False):
+        return self.dropout(self.c_proj(self.act(self.c_fc(x))), training=training)
+
+
+class Block(keras.layers.Layer):
+    def __init__(self, config: GPT2Config, layer_idx: int, **kwargs):
+        super().__init__(**kwargs)
+        self.ln_1 = LayerNorm(config.n_embd, config.layer_norm_epsilon, name="ln_1")
+        self.attn = Attention(config, layer_idx, name="attn")
+        self.ln_2 = LayerNorm(config.n_embd, config.layer_norm_epsilon, name="ln_2")
+        self.mlp = MLP(config, name="mlp")
+        self.built = True
+
+    def call(self, x, mask, layer_past=None, output_attentions=False, training=False):
+        a, present, weights = self.attn(self.ln_1(x), mask, layer_past, output_attentions=output_attentions,
+                                        training=training)
+        x = x + a
+        x = x + self.mlp(self.ln_2(x), training=training)
+        return x, present, weights
+
+
+def causal_mask(T, S) -> tf.Tensor:
+    """(T, S) booleans: query i (at position S - T + i) may see keys 0 .. S - T + i."""
+    return tf.range(S - T, S)[:, None] >= tf.range(S)[None, :]
+
+
+def attention_mask_for(attention_mask, T, S) -> tf.Tensor | None:
+    """The boolean mask of the keys each query may see: (T, S), (B, 1, T, S), or None for one new token with no
+    padding, which needs none. (gpt2_pt also skips it for an unpadded prompt, which SDPA masks itself.)"""
+    if attention_mask is None:
+        return None if isinstance(T, int) and T == 1 else causal_mask(T, S)
+    return tf.logical_and(causal_mask(T, S), tf.cast(attention_mask, tf.bool)[:, None, None, :])  # (B, 1, T, S)
+
+
+def unpack_inputs(call):
+    """Let `call` take the whole batch as a dict in its first argument, as Keras' fit/evaluate/predict pass it."""
+
+    @functools.wraps(call)  # Keras reads the wrapped signature (its `training` argument, argument names)
+    def wrapper(self, input_ids=None, *args, **kwargs):
+        if isinstance(input_ids, Mapping):
+            both = sorted(k for k in input_ids if kwargs.get(k) is not None)
+            if args or both:
+                raise ValueError("Pass the inputs either in the dict or as arguments. Received both for: "
+                                 f"{both or 'positional arguments'}")
+            kwargs = {**kwargs, **input_ids}
+            input_ids = kwargs.pop("input_ids", None)
+        return call(self, input_ids, *args, **kwargs)
+
+    return wrapper
+
+
+class TFGPT2PreTrainedModel(keras.Model):
+    """What every class shares: the config, files (from_pretrained / save_pretrained), and Keras training on the
+    model's own loss: `model.compile(optimizer=...)` with no loss, then `model.fit` on dicts holding `labels`."""
+
+    def __init__(self, config: GPT2Config, **kwargs):
+        super().__init__(**kwargs)
+        if not isinstance(config, GPT2Config):
+            raise ValueError(f"`config` should be a gpt2_core GPT2Config. Received: {type(config).__name__}")
+        if config.add_cross_attention:
+            raise ValueError("add_cross_attention=True is not supported. Received: add_cross_attention=True")
+        self.config = config
+        self._allow_non_tensor_positional_args = True  # model([[464, 2068]]) works, as in transformers
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, **kwargs):
+        """Build this class from a directory or hub name; see gpt2_tf.loading.from_pretrained."""
+        from .loading import from_pretrained
+
+        return from_pretrained(pretrained_model_name_or_path, model_class=cls, **kwargs)
+
+    def save_pretrained(self, save_directory, **kwargs) -> None:
+        """Write config.json and tf_model.h5 that transformers-TF loads; see gpt2_tf.loading.save_pretrained."""
+        from .loading import save_pretrained
+
+        save_pretrained(self, save_directory, **kwargs)
+
+    def num_parameters(self) -> int:
+        return sum(int(tf.size(w)) for w in self.weights)  # Keras lists a shared (tied) weight once
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        if isinstance(y_pred, ModelOutput):
+            if self._compile_loss is None:  # compiled without a loss: train on the model's own (both, for DoubleHeads)
+                own = [loss for loss in (y_pred.loss, getattr(y_pred, "mc_loss", None)) if loss is not None]
+                if not own:
+                    raise ValueError("compile() was given no loss, and the batch has no labels for the model's own "
+                                     f"loss. Received: a batch without labels for {type(self).__name__}")
+                return tf.add_n(own + list(self.losses))
+            y_pred = y_pred.to_tuple()[0 if y_pred.loss is None else 1]  # a compiled loss sees the logits
+        return super().compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=training)
+
+    def predict_step(self, data):
+        out = self(data[0] if isinstance(data, tuple) else data, training=False)
+        return {name: out[name] for name in out.keys() if name != "past_key_values"}
+
+
+class TFGPT2Model(TFGPT2PreTrainedModel):
+    def __init__(self, config: GPT2Config, **kwargs):
+        super().__init__(config, **kwargs)
+        std = config.initializer_range
+        self.wte = Embedding(config.vocab_size, config.n_embd, std, name="wte")
+        self.wpe = Embedding(config.n_positions, config.n_embd, std, name="wpe")
+        self.drop = keras.layers.Dropout(config.embd_pdrop)
+        self.h = [Block(config, i, name=f"h_{i}") for i in range(config.n_layer)]
+        self.ln_f = LayerNorm(config.n_embd, config.layer_norm_epsilon, name="ln_f")
+        self.built = True
+
+    @unpack_inputs
+    def call(self, input_ids=None, past_key_values=None, attention_mask=None, token_type_ids=None,
+             position_ids=None, inputs_embeds=None, use_cache=None, output_attentions=None,
+             output_hidden_states=None, return_dict=None, training=False):
+        use_cache = self.config.use_cache if use_cache is None else use_cache
+        # Leading dimensions (the choices of TFGPT2DoubleHeadsModel) fold into the batch: (B, T).
+        if (input_ids is None) == (inputs_embeds is None):
+            raise ValueError("Pass exactly one of `input_ids` and `inputs_embeds`. Received: "
+                             f"{'both' if input_ids is not None else 'neither'}")
+        input_ids, token_type_ids, position_ids, attention_mask = (
+            None if t is None else tf.convert_to_tensor(t)
+            for t in (input_ids, token_type_ids, position_ids, attention_mask))
+        inputs_embeds = None if inputs_embeds is None else tf.convert_to_tensor(inputs_embeds, self.compute_dtype)
+        lead_shape = tf.shape(input_ids if input_ids is not None else inputs_embeds[..., 0])[:-1]
+        input_ids, token_type_ids, position_ids, attention_mask = (
+            None if t is None else _fold(t) for t in (input_ids, token_type_ids, position_ids, attention_mask))
+        if inputs_embeds is not None and inputs_embeds.shape.rank is not None and inputs_embeds.shape.rank > 3:
+            inputs_embeds = tf.reshape(inputs_embeds, tf.concat([[-1], tf.shape(inputs_embeds)[-2:]], axis=0))
+        layer_pasts = past_key_values if past_key_values is not None else (None,) * len(self.h)
+        B, T, P, checks = _check_inputs(self.config, input_ids, inputs_embeds, past_key_values, attention_mask,
+                                        token_type_ids, position_ids)
+        if checks:  # graph mode: the lookups wait for the checks, so a bad id fails with our message, not gather's
+            with tf.control_dependencies(checks):
+                input_ids, token_type_ids, position_ids = (
+                    None if t is None else tf.identity(t) for t in (input_ids, token_type_ids, position_ids))
+                P, T = (v if _known(v) else tf.identity(v) for v in (P, T))
+
+        if position_ids is None:
+            if attention_mask is None:
+                position_ids = tf.range(P, P + T)[None]  # (1, T)
+            else:  # count only the tokens the mask keeps, so left-padded rows start at position 0
+                position_ids = tf.maximum(tf.cumsum(tf.cast(attention_mask, tf.int32), axis=-1) - 1, 0)[:, P:]
+        x = self.wte(input_ids) if inputs_embeds is None else inputs_embeds
+        x = x + self.wpe(position_ids)
+        if token_type_ids is not None:
+            x = x + self.wte(token_type_ids)
+        x = self.drop(x, training=training)  # (B, T, C)
+        mask = attention_mask_for(attention_mask, T, P + T)
+
+        presents, all_hidden, all_weights = [], [], []
+        for block, layer_past in zip(self.h, layer_pasts):
+            if output_hidden_states:
+                all_hidden.append(x)
+            x, present, weights = block(x, mask, layer_past, output_attentions=output_attentions, training=training)
+            presents.append(present)
+            all_weights.append(weights)
+        x = self.ln_f(x)
+        if output_hidden_states:
+            all_hidden.append(x)
+
+        past = tuple(presents) if use_cache else None
+        unfold = lambda t: tf.reshape(t, tf.concat([lead_shape, tf.shape(t)[1:]], axis=0))  # noqa: E731
+        out = BaseModelOutputWithPast(
+            last_hidden_state=unfold(x),
+            past_key_values=past,
+            hidden_states=tuple(unfold(h) for h in all_hidden) if output_hidden_states else None,
+            attentions=tuple(unfold(w) for w in all_weights) if output_attentions else None)
+        return out if return_dict is not False else out.to_tuple()
+
+
+def _fold(t):
+    """(*lead, T) -> (prod(lead), T); a 2-D tensor stays as it is (and keeps its static shape)."""
+    return t if t.shape.rank == 2 else tf.reshape(t, (-1, tf.shape(t)[-1]))
+
+
+def _dim(t, axis):
+    """A static dimension when the graph knows it, else the dynamic one."""
+    return t.shape[axis] if t.shape[axis] is not None else tf.shape(t)[axis]
+
+
+def _check_inputs(config, input_ids, inputs_embeds, past_key_values, attention_mask, token_type_ids, position_ids):
+    """Raise ValueError naming the first input that cannot go through the model; return (batch, new, past) lengths
+    and the graph assertions to run first.
+
+    Shapes are checked when known (always eagerly; under tf.function when the traced shapes are), values eagerly;
+    what only the running graph knows becomes a tf.debugging assertion (which XLA drops).
+    """
+    checks = []
+    if input_ids is not None:
+        if not (input_ids.dtype.is_integer):
+            raise ValueError(f"`input_ids` should hold integers. Received: dtype={input_ids.dtype.name}")
+        B, T = _dim(input_ids, 0), _dim(input_ids, 1)
+    else:
+        if inputs_embeds.shape.rank != 3 or inputs_embeds.shape[-1] != config.n_embd:
+            raise ValueError(f"`inputs_embeds` should have shape (batch, seq, n_embd={config.n_embd}). "
+                             f"Received: shape={tuple(inputs_embeds.shape)}")
+        B, T = _dim(inputs_embeds, 0), _dim(inputs_embeds, 1)
+    if _known(B) and _known(T) and (B == 0 or T == 0):
+        raise ValueError(f"The input should hold at least one token. Received: shape {(B, T)}")
+    if input_ids is not None:
+        checks += _check_ids("input_ids", input_ids, config.vocab_size)
+
+    P = 0
+    if past_key_values is not None:
+        P = _check_past(config, past_key_values, B)
+    checks += _check_at_most(P + T, config.n_positions,
+                   lambda: f"past length + new length should be at most n_positions={config.n_positions}. "
+                           f"Received: past {P} + new {T} = {P + T}",
+                   f"past length + new length should be at most n_positions={config.n_positions}")
+
+    if attention_mask is not None:
+        _check_shape("attention_mask", attention_mask, (B, P + T), "(batch, past + new)")
+    if token_type_ids is not None:
+        _check_shape("token_type_ids", token_type_ids, (B, T), "(batch, new)")
+        checks += _check_ids("token_type_ids", token_type_ids, config.vocab_size)
+    if position_ids is not None:
+        got = (_dim(position_ids, 0), _dim(position_ids, -1))
+        if _known(got[1]) and _known(T) and got[1] != T or _known(got[0]) and _known(B) and got[0] not in (1, B):
+            raise ValueError(f"`position_ids` should have shape (batch or 1, {T}). "
+                             f"Received: shape={tuple(position_ids.shape)}")
+        checks += _check_ids("position_ids", position_ids, config.n_positions)
+    return B, T, P, checks
+
+
+def _known(value) -> bool:
+    return isinstance(value, int)
+
+
+def _check_at_most(value, limit, message, graph_message):
+    if _known(value):
+        if value > limit:
+            raise ValueError(message())
+        return []
+    return [tf.debugging.assert_less_equal(value, limit, message=graph_message)]
+
+
+def _check_shape(name, t, expected, described):
+    got = tuple(_dim(t, i) for i in range(t.shape.rank)) if t.shape.rank is not None else None
+    if got is None or len(got) != len(expected) or any(
+            _known(g) and _known(e) and g != e for g, e in zip(got, expected)):
+        expected_text = tuple(e if _known(e) else None for e in expected)
+        raise ValueError(f"`{name}` should have shape {described} = {expected_text}. "
+                         f"Received: shape={tuple(t.shape)}")
+
+
+def _check_ids(name, ids, limit):
+    if tf.executing_eagerly():
+        low, high = int(tf.reduce_min(ids)), int(tf.reduce_max(ids))
+        if low < 0 or high >= limit:
+            raise ValueError(f"`{name}` should lie in [0, {limit}). Received: values from {low} to {high}")
+        return []
+    return [tf.debugging.assert_non_negative(ids, message=f"`{name}` should lie in [0, {limit})"),
+            tf.debugging.assert_less(ids, tf.cast(limit, ids.dtype), message=f"`{name}` should lie in [0, {limit})")]
+
+
+def _check_past(config, past_key_values, B):
+    if len(past_key_values) != config.n_layer:
+        raise ValueError(f"`past_key_values` should hold one (key, value) pair per layer ({config.n_layer}). "
+                         f"Received: {len(past_key_values)} entries")
+    first = past_key_values[0][0]
+    P = _dim(first, 2) if first.shape.rank == 4 else -1
+    expected = (B, config.n_head, P, config.head_dim)
+    for i, pair in enumerate(past_key_values):
+        shapes = [tuple(t.shape) for t in pair]
+        if len(pair) != 2 or any(len(s) != 4 or any(_known(e) and g is not None and g != e
+                                                    for g, e in zip(s, expected)) for s in shapes):
+            shown = tuple(e if _known(e) else None for e in expected)
+            raise ValueError(f"`past_key_values[{i}]` should be (key, value), each of shape (batch, n_head, past, "
+                             f"head_dim) = {shown}. Received: shapes {shapes}")
+    return P
+
+
+# ----------------------------------------------------------------------------------------------- heads
+
+def cross_entropy(logits, labels, ignore_index=-100):
+    """torch's F.cross_entropy: the mean over labels != ignore_index, in float32 (NaN when all are ignored)."""
+    logits = tf.cast(tf.reshape(logits, (-1, tf.shape(logits)[-1])), tf.float32)
+    labels = tf.reshape(tf.cast(labels, tf.int32), (-1,))
+    keep = tf.not_equal(labels, ignore_index)
+    losses = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=tf.where(keep, labels, 0), logits=logits)
+    keep = tf.cast(keep, tf.float32)
+    return tf.reduce_sum(losses * keep) / tf.reduce_sum(keep)
+
+
+def lm_loss(logits, labels):
+    """Next-token cross entropy: position t predicts labels[t + 1]; -100 marks labels to ignore."""
+    return cross_entropy(logits[..., :-1, :], tf.convert_to_tensor(labels)[..., 1:])
+
+
+class TFGPT2LMHeadModel(TFGPT2PreTrainedModel):
+    def __init__(self, config: GPT2Config, **kwargs):
+        super().__init__(config, **kwargs)
+        self.transformer = TFGPT2Model(config, name="transformer")
+        tied = self.transformer.wte.weight if config.tie_word_embeddings else None
+        self.lm_head = Linear(config.n_embd, config.vocab_size, config.initializer_range, use_bias=False,
+                              weight=tied, name="lm_head")
+        self.built = True
+
+    @unpack_inputs
+    def call(self, input_ids=None, past_key_values=None, attention_mask=None, token_type_ids=None,
+             position_ids=None, inputs_embeds=None, labels=None, use_cache=None, output_attentions=None,
+             output_hidden_states=None, return_dict=None, training=False):
+        body = self.transformer(input_ids, past_key_values=past_key_values, attention_mask=attention_mask,
+                                token_type_ids=token_type_ids, position_ids=position_ids,
+                                inputs_embeds=inputs_embeds, use_cache=use_cache,
+                                output_attentions=output_attentions, output_hidden_states=output_hidden_states,
+                                training=training)
+        logits = self.lm_head(body.last_hidden_state)
+        out = CausalLMOutputWithPast(
+            loss=None if labels is None else lm_loss(logits, labels), logits=logits,
+            past_key_values=body.past_key_values, hidden_states=body.hidden_states, attentions=body.attentions)
+        return out if return_dict is not False else out.to_tuple()
+
+
+class SequenceSummary(keras.layers.Layer):
+    """One vector per sequence (per choice): the token summary_type picks, projected (summary_* config fields)."""
+
+    def __init__(self, config: GPT2Config, **kwargs):
+        super().__init__(**kwargs)
+        if config.summary_type == "attn":  # transformers has no implementation either
+            raise ValueError("summary_type='attn' is not implemented. Received: summary_type='attn'")
+        self.summary_type = config.summary_type
+        self.summary = lambda x: x
+        if config.summary_use_proj:
+            n_out = config.num_labels if config.summary_proj_to_labels and config.num_labels > 0 else config.n_embd
+            self.summary = Linear(config.n_embd, n_out, config.initializer_range, name="summary")
+        self.activation = tf.tanh if config.summary_activation == "tanh" else (lambda x: x)
+        self.first_dropout = keras.layers.Dropout(config.summary_first_dropout)
+        self.last_dropout = keras.layers.Dropout(config.extra.get("summary_last_dropout", 0.0))
+        self.built = True
+
+    def call(self, hidden, cls_index=None, training=False):  # hidden: (*lead, T, C)
+        if self.summary_type == "first":
+            x = hidden[..., 0, :]
+        elif self.summary_type == "mean":
+            x = tf.reduce_mean(hidden, axis=-2)
+        elif self.summary_type == "last" or cls_index is None:
+            x = hidden[..., -1, :]
+        else:  # cls_index: (*lead) positions of the classification token
+            x = tf.gather(hidden, cls_index, axis=-2, batch_dims=cls_index.shape.rank)  # (*lead, C)
+        x = self.summary(self.first_dropout(x, training=training))
+        return self.last_dropout(self.activation(x), training=training)
+
+
+class TFGPT2DoubleHeadsModel(TFGPT2PreTrainedModel):
+    """The LM head plus a multiple-choice head. Inputs are (batch, num_choices, seq)."""
+
+    def __init__(self, config: GPT2Config, **kwargs):
+        # transformers sets num_labels = 1 on the config (one score per choice); we do it on a copy.
+        config = dataclasses.replace(config, num_labels=1, id2label=None, label2id=None)
+        super().__init__(config, **kwargs)
+        self.transformer = TFGPT2Model(config, name="transformer")
+        tied = self.transformer.wte.weight if config.tie_word_embeddings else None
+        self.lm_head = Linear(config.n_embd, config.vocab_size, config.initializer_range, use_bias=False,
+                              weight=tied, name="lm_head")
+        self.multiple_choice_head = SequenceSummary(config, name="multiple_choice_head")
+        self.built = True
+
+    @unpack_inputs
+    def call(self, input_ids=None, past_key_values=None, attention_mask=None, token_type_ids=None,
+             position_ids=None, inputs_embeds=None, mc_token_ids=None, labels=None, mc_labels=None,
+             use_cache=None, output_attentions=None, output_hidden_states=None, return_dict=None, training=False):
+        body = self.transformer(input_ids, past_key_values=past_key_values, attention_mask=attention_mask,
+                                token_type_ids=token_type_ids, position_ids=position_ids,
+                                inputs_embeds=inputs_embeds, use_cache=use_cache,
+                                output_attentions=output_attentions, output_hidden_states=output_hidden_states,
+                                training=training)
+        hidden = body.last_hidden_state  # (B, choices, T, C)
+        logits = self.lm_head(hidden)
+        if mc_token_ids is not None:
+            mc_token_ids = tf.convert_to_tensor(mc_token_ids)
+        mc_logits = tf.squeeze(self.multiple_choice_head(hidden, mc_token_ids, training=training), -1)  # (B, choices)
+        mc_loss = None
+        if mc_labels is not None:
+            mc_loss = cross_entropy(mc_logits, mc_labels)
+        out = GPT2DoubleHeadsModelOutput(
+            loss=None if labels is None else lm_loss(logits, labels), mc_loss=mc_loss, logits=logits,
+            mc_logits=mc_logits, past_key_values=body.past_key_values, hidden_states=body.hidden_states,
+            attentions=body.attentions)
+        return out if return_dict is not False else out.to_tuple()
+
+
+class TFGPT2ForSequenceClassification(TFGPT2PreTrainedModel):
+    """Classifies each sequence by its last token that is not `pad_token_id` (left or right padding)."""
+
+    def __init__(self, config: GPT2Config, **kwargs):
+        super().__init__(config, **kwargs)
+        self.num_labels = config.num_labels
+        self.transformer = TFGPT2Model(config, name="transformer")
+        self.score = Linear(config.n_embd, config.num_labels, config.initializer_range, use_bias=False,
+                            name="score")
+        self.built = True
+
+    @unpack_inputs
+    def call(self, input_ids=None, past_key_values=None, attention_mask=None, token_type_ids=None,
+             position_ids=None, inputs_embeds=None, labels=None, use_cache=None, output_attentions=None,
+             output_hidden_states=None, return_dict=None, training=False):
+        body = self.transformer(input_ids, past_key_values=past_key_values, attention_mask=attention_mask,
+                                token_type_ids=token_type_ids, position_ids=position_ids,
+                                inputs_embeds=inputs_embeds, use_cache=use_cache,
+                                output_attentions=output_attentions, output_hidden_states=output_hidden_states,
+                                training=training)
+        hidden = body.last_hidden_state  # (B, T, C)
+        B, T = _dim(hidden, 0), _dim(hidden, 1)
+        pad_token_id = self.config.pad_token_id
+        if pad_token_id is None:
+            message = "A batch of more than one sequence needs `pad_token_id` in the config to find each sequence's" \
+                      " last token"
+            _check_at_most(B, 1, lambda: f"{message}. Received: batch size {B}, pad_token_id=None", message)
+        if pad_token_id is None or input_ids is None:  # inputs_embeds cannot show padding: take the last column
+            last = tf.fill((B,), T - 1)
+        else:
+            keep = tf.cast(tf.not_equal(input_ids, pad_token_id), tf.int32)
+            last = tf.argmax(tf.range(T) * keep, axis=-1, output_type=tf.int32)  # the rightmost token kept, else 0
+        logits = self.score(tf.gather(hidden, last, axis=1, batch_dims=1))  # (B, num_labels)
+        out = SequenceClassifierOutputWithPast(
+            loss=None if labels is None else self._loss(logits, tf.convert_to_tensor(labels)), logits=logits,
+            past_key_values=body.past_key_values, hidden_states=body.hidden_states, attentions=body.attentions)
+        return out if return_dict is not False else out.to_tuple()
+
+    def _loss(self, logits, labels):
+        problem_type = self.config.extra.get("problem_type")
+        if problem_type is None:  # what transformers infers (it also writes it into the config; we do not)
+            if self.num_labels == 1:
+                problem_type = "regression"
+            elif labels.dtype in (tf.int64, tf.int32):
+                problem_type = "single_label_classification"
+            else:
+                problem_type = "multi_label_classification"
+        if problem_type == "regression":
+            labels = tf.cast(labels, logits.dtype)
+            return tf.reduce_mean(tf.square(tf.squeeze(logits) - tf.squeeze(labels))) if self.num_labels == 1 else \
+                tf.reduce_mean(tf.square(logits - labels))
+        if problem_type == "single_label_classification":
+            return cross_entropy(tf.reshape(logits, (-1, self.num_labels)), tf.reshape(labels, (-1,)))
+        if problem_type == "multi_label_classification":
+            labels = tf.cast(labels, logits.dtype)
+            return tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(labels=labels, logits=logits))
+        raise ValueError("`problem_type` should be regression, single_label_classification or "
+                         f"multi_label_classification. Received: problem_type={problem_type!r}")
+
+
+class TFGPT2ForTokenClassification(TFGPT2PreTrainedModel):
+    def __init__(self, config: GPT2Config, **kwargs):
+        super().__init__(config, **kwargs)
+        self.num_labels = config.num_labels
+        self.transformer = TFGPT2Model(config, name="transformer")
+        # transformers reads classifier_dropout, then hidden_dropout, else 0.1; both live in config.extra here.
+        dropout = config.extra.get("classifier_dropout")
+        dropout = config.extra.get("hidden_dropout") if dropout is None else dropout
+        self.dropout = keras.layers.Dropout(0.1 if dropout is None else dropout)
+        self.classifier = Linear(config.n_embd, config.num_labels, config.initializer_range, name="classifier")
+        self.built = True
+
+    @unpack_inputs
+    def call(self, input_ids=None, past_key_values=None, attention_mask=None, token_type_ids=None,
+             position_ids=None, inputs_embeds=None, labels=None, use_cache=None, output_attentions=None,
+             output_hidden_states=None, return_dict=None, training=False):
+        body = self.transformer(input_ids, past_key_values=past_key_values, attention_mask=attention_mask,
+                                token_type_ids=token_type_ids, position_ids=position_ids,
+                                inputs_embeds=inputs_embeds, use_cache=use_cache,
+                                output_attentions=output_attentions, output_hidden_states=output_hidden_states,
+                                training=training)
+        logits = self.classifier(self.dropout(body.last_hidden_state, training=training))  # (B, T, num_labels)
+        loss = None
+        if labels is not None:
+            loss = cross_entropy(tf.reshape(logits, (-1, self.num_labels)), tf.reshape(labels, (-1,)))
+        out = TokenClassifierOutput(loss=loss, logits=logits, hidden_states=body.hidden_states,
+                                    attentions=body.attentions)
+        return out if return_dict is not False else out.to_tuple()
+
+
+class TFGPT2ForQuestionAnswering(TFGPT2PreTrainedModel):
+    def __init__(self, config: GPT2Config, **kwargs):
+        super().__init__(config, **kwargs)
+        self.num_labels = config.num_labels
+        self.transformer = TFGPT2Model(config, name="transformer")
+        self.qa_outputs = Linear(config.n_embd, 2, config.initializer_range, name="qa_outputs")
+        self.built = True
+
+    @unpack_inputs
+    def call(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
+             inputs_embeds=None, start_positions=None, end_positions=None, output_attentions=None,
+             output_hidden_states=None, return_dict=None, training=False):
+        body = self.transformer(input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
+                                position_ids=position_ids, inputs_embeds=inputs_embeds, use_cache=False,
+                                output_attentions=output_attentions, output_hidden_states=output_hidden_states,
+                                training=training)
+        start_logits, end_logits = tf.unstack(self.qa_outputs(body.last_hidden_state), axis=-1)  # (B, T) each
+        loss = None
+        if start_positions is not None and end_positions is not None:
+            # Positions outside the sequence are clamped to T, and T is ignored by the loss (as in transformers).
+            T = tf.shape(start_logits)[1]
+            start = tf.clip_by_value(tf.reshape(tf.cast(start_positions, tf.int32), (-1,)), 0, T)
+            end = tf.clip_by_value(tf.reshape(tf.cast(end_positions, tf.int32), (-1,)), 0, T)
+            loss = (cross_entropy(start_logits, start, ignore_index=T) +
+                    cross_entropy(end_logits, end, ignore_index=T)) / 2
+        out = QuestionAnsweringModelOutput(loss=loss, start_logits=start_logits, end_logits=end_logits,
+                                           hidden_states=body.hidden_states, attentions=body.attentions)
+        return out if return_dict is not False else out.to_tuple()

@@ -10,6 +10,7 @@ FORBIDDEN = {
     "gpt2_core": ("torch", "tensorflow", "keras", "gpt2_pt", "gpt2_tf"),
     "gpt2_pt": ("tensorflow", "keras", "gpt2_tf"),
     "gpt2_tf": ("torch", "gpt2_pt"),
+    "gpt2_convert": ("torch", "tensorflow", "keras"),
 }
 
 

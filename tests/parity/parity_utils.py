@@ -20,8 +20,8 @@ tf = pytest.importorskip("tensorflow")
 import gpt2_pt  # noqa: E402
 import gpt2_tf  # noqa: E402
 from gpt2_core import GPT2Config  # noqa: E402
+from gpt2_core.parity import PARITY_RTOL as TOLERANCE  # noqa: E402  (the project's one tolerance)
 
-TOLERANCE = 1e-4
 TINY = dict(vocab_size=99, n_positions=64, n_embd=32, n_layer=2, n_head=4, bos_token_id=98, eos_token_id=98)
 
 

@@ -1,0 +1,678 @@
+"""GenerationConfig and the framework-neutral decoding loop (greedy, sampling, beam search) in numpy.
+
+A backend supplies a `DecodeBackend`: it turns token ids into next-token logits with its own model and cache, and
+draws uniform random numbers from its own generator. Everything else -- lengths, logits processors, sampling,
+beam bookkeeping, stopping, padding of finished rows, streaming -- is here once, so both backends decode the same
+way. Names, defaults and semantics follow transformers' `generate`, so greedy and beam search give the same tokens.
+
+    >>> from gpt2_core.generation import GenerationConfig
+    >>> GenerationConfig(do_sample=True, top_p=0.9).top_k
+    50
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+from . import hub
+from .io_utils import atomic_write_text
+
+logger = logging.getLogger(__name__)
+
+GENERATION_CONFIG_NAME = "generation_config.json"
+
+
+class _DefaultLength(int):
+    """The unset `max_length`: equals 20 but means "20 new tokens", as in transformers 5 (an explicit value is the
+    total length, prompt included)."""
+
+
+DEFAULT_MAX_LENGTH = _DefaultLength(20)
+
+# Keys transformers writes that describe the file, not the decoding.
+_METADATA_KEYS = ("transformers_version", "_from_model_config", "_commit_hash", "_original_object_hash")
+
+
+@dataclass
+class GenerationConfig:
+    """How `generate` decodes. Field names, defaults and checks are transformers'.
+
+        >>> config = GenerationConfig(num_beams=4, num_return_sequences=2, max_new_tokens=32)
+        >>> config.update(length_penalty=0.8)
+        {}
+    """
+
+    max_length: int = DEFAULT_MAX_LENGTH
+    max_new_tokens: int | None = None
+    min_length: int = 0
+    min_new_tokens: int | None = None
+    early_stopping: bool | str = False
+    do_sample: bool = False
+    num_beams: int = 1
+    use_cache: bool = True
+    temperature: float = 1.0
+    top_k: int | None = 50
+    top_p: float = 1.0
+    typical_p: float = 1.0
+    repetition_penalty: float = 1.0
+    length_penalty: float = 1.0
+    no_repeat_ngram_size: int = 0
+    bad_words_ids: list[list[int]] | None = None
+    num_return_sequences: int = 1
+    pad_token_id: int | None = None
+    bos_token_id: int | None = None
+    eos_token_id: int | list[int] | None = None
+    extra: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self):
+        self.validate()
+
+    # -- validation: everything that can be checked without the prompt and the model
+    def validate(self) -> None:
+        """Raise ValueError naming the first field (or combination) that cannot work."""
+        _check_int("max_length", self.max_length, minimum=1)
+        _check_int("max_new_tokens", self.max_new_tokens, minimum=1, optional=True)
+        _check_int("min_length", self.min_length, minimum=0)
+        _check_int("min_new_tokens", self.min_new_tokens, minimum=0, optional=True)
+        if not (isinstance(self.early_stopping, bool) or self.early_stopping == "never"):
+            raise ValueError(f"`early_stopping` should be True, False or 'never'. "
+                             f"Received: early_stopping={self.early_stopping!r}")
+        for name in ("do_sample", "use_cache"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"`{name}` should be a bool. Received: {name}={getattr(self, name)!r}")
+        _check_int("num_beams", self.num_beams, minimum=1)
+        _check_int("num_return_sequences", self.num_return_sequences, minimum=1)
+        _check_int("top_k", self.top_k, minimum=0, optional=True)
+        _check_int("no_repeat_ngram_size", self.no_repeat_ngram_size, minimum=0)
+        for name in ("temperature", "top_p", "typical_p", "repetition_penalty", "length_penalty"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
+                raise ValueError(f"`{name}` should be a number. Received: {name}={value!r}")
+        if self.do_sample and not self.temperature > 0:
+            raise ValueError(f"`temperature` should be > 0 when sampling (for greedy decoding set do_sample=False). "
+                             f"Received: temperature={self.temperature!r}")
+        for name in ("top_p", "typical_p"):
+            value = getattr(self, name)
+            if not 0 < value <= 1:
+                raise ValueError(f"`{name}` should be in (0, 1]. Received: {name}={value!r}")
+        if not self.repetition_penalty > 0:
+            raise ValueError(f"`repetition_penalty` should be > 0. Received: repetition_penalty={self.repetition_penalty!r}")
+        for name in ("pad_token_id", "bos_token_id"):
+            _check_int(name, getattr(self, name), minimum=0, optional=True)
+        eos = self.eos_token_id
+        if isinstance(eos, (list, tuple)):
+            if not eos:
+                raise ValueError("`eos_token_id` should be None, an id or a non-empty list of ids. Received: []")
+            for token in eos:
+                _check_int("eos_token_id", token, minimum=0)
+        else:
+            _check_int("eos_token_id", eos, minimum=0, optional=True)
+        if self.bad_words_ids is not None:
+            words = self.bad_words_ids
+            if (not isinstance(words, (list, tuple)) or not words
+                    or any(not isinstance(w, (list, tuple)) or not w for w in words)
+                    or any(isinstance(t, bool) or not isinstance(t, (int, np.integer)) or t < 0 for w in words for t in w)):
+                raise ValueError("`bad_words_ids` should be a non-empty list of non-empty lists of token ids. "
+                                 f"Received: bad_words_ids={words!r}")
+        if self.num_return_sequences > 1:
+            if self.num_beams == 1 and not self.do_sample:
+                raise ValueError("Greedy decoding returns one sequence per prompt: `num_return_sequences` > 1 needs "
+                                 f"do_sample=True or num_beams > 1. Received: num_return_sequences="
+                                 f"{self.num_return_sequences}")
+            if self.num_beams > 1 and self.num_return_sequences > self.num_beams:
+                raise ValueError(f"`num_return_sequences` should be <= `num_beams`. Received: num_return_sequences="
+                                 f"{self.num_return_sequences}, num_beams={self.num_beams}")
+
+    @property
+    def eos_token_ids(self) -> list[int]:
+        """`eos_token_id` as a list (empty when unset)."""
+        if self.eos_token_id is None:
+            return []
+        return [int(t) for t in self.eos_token_id] if isinstance(self.eos_token_id, (list, tuple)) \
+            else [int(self.eos_token_id)]
+
+    # -- overrides
+    def update(self, **kwargs) -> dict[str, Any]:
+        """Set the known fields among `kwargs` (validated together); return the unknown ones, as transformers."""
+        known = {f.name for f in dataclasses.fields(self)} - {"extra"}
+        unused = {k: v for k, v in kwargs.items() if k not in known}
+        candidate = dataclasses.replace(self, **{k: v for k, v in kwargs.items() if k in known})  # validates
+        for k in known:
+            setattr(self, k, getattr(candidate, k))
+        return unused
+
+    def copy(self, **overrides) -> "GenerationConfig":
+        """A deep copy with `overrides` applied; an unknown key raises ValueError naming it."""
+        new = copy.deepcopy(self)
+        unused = new.update(**overrides)
+        if unused:
+            raise ValueError(f"Unknown generation argument(s): {', '.join(sorted(unused))}")
+        return new
+
+    # -- dict / json: unknown keys round-trip through `extra`; only non-default values are written
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], **overrides) -> "GenerationConfig":
+        data = {**copy.deepcopy(data), **overrides}
+        known = {f.name for f in dataclasses.fields(cls)} - {"extra"}
+        # None means "the default" in transformers' files.
+        kwargs = {k: v for k, v in data.items() if k in known and v is not None}
+        extra = {k: v for k, v in data.items() if k not in known and k not in _METADATA_KEYS}
+        return cls(**kwargs, extra=extra)
+
+    def to_dict(self) -> dict[str, Any]:
+        defaults = GenerationConfig()
+        out = {}
+        for f in dataclasses.fields(self):
+            if f.name == "extra":
+                continue
+            value = getattr(self, f.name)
+            if f.name == "max_length" and isinstance(value, _DefaultLength):
+                continue
+            if value != getattr(defaults, f.name) or f.name == "max_length":
+                out[f.name] = copy.deepcopy(value)
+        out.update(copy.deepcopy(self.extra))
+        return out
+
+    def to_json_string(self) -> str:
+        return json.dumps({k: (int(v) if isinstance(v, _DefaultLength) else v) for k, v in self.to_dict().items()},
+                          indent=2, sort_keys=True) + "\n"
+
+    @classmethod
+    def from_json_file(cls, path: str | os.PathLike) -> "GenerationConfig":
+        try:
+            with open(path, encoding="utf-8") as f:
+                data = json.load(f)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path} is not valid JSON: {e}") from e
+        if not isinstance(data, dict):
+            raise ValueError(f"{path} should hold a JSON object, found {type(data).__name__}")
+        try:
+            return cls.from_dict(data)
+        except ValueError as e:
+            raise ValueError(f"{path}: {e}") from e
+
+    def save_pretrained(self, save_directory: str | os.PathLike) -> str:
+        self.validate()
+        os.makedirs(save_directory, exist_ok=True)
+        path = os.path.join(save_directory, GENERATION_CONFIG_NAME)
+        atomic_write_text(path, self.to_json_string())
+        return path
+
+    @classmethod
+    def from_pretrained(cls, name_or_path: str | os.PathLike, **kwargs) -> "GenerationConfig":
+        """Read generation_config.json from a directory, the HF cache or the hub; fields in `kwargs` override it.
+
+        Raises OSError when the model has no generation_config.json (use `from_model_config` then).
+        """
+        resolve_keys = {"revision", "cache_dir", "local_files_only", "token", "force_download"}
+        resolve_kwargs = {k: kwargs.pop(k) for k in list(kwargs) if k in resolve_keys}
+        path = hub.resolve_file(name_or_path, GENERATION_CONFIG_NAME, **resolve_kwargs)
+        if path is None:
+            raise OSError(f"{os.fspath(name_or_path)!r} has no {GENERATION_CONFIG_NAME}")
+        return cls.from_dict(cls.from_json_file(path).to_dict(), **kwargs)
+
+    @classmethod
+    def from_model_config(cls, config) -> "GenerationConfig":
+        """The special tokens of a GPT2Config, everything else default (what transformers derives)."""
+        return cls(bos_token_id=config.bos_token_id, eos_token_id=config.eos_token_id,
+                   pad_token_id=config.pad_token_id)
+
+
+def _check_int(name: str, value, *, minimum: int, optional: bool = False) -> None:
+    if value is None and optional:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        kind = "None or " if optional else ""
+        raise ValueError(f"`{name}` should be {kind}an integer >= {minimum}. Received: {name}={value!r}")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Lengths: checked against the prompt and the model before any work
+
+
+def resolve_lengths(config: GenerationConfig, prompt_length: int, n_positions: int) -> tuple[int, int]:
+    """(max_length, min_length) in total tokens, prompt included, as transformers 5 derives them.
+
+    max_new_tokens wins over max_length; an unset max_length means 20 new tokens, capped at the model's context.
+    Raises ValueError when the prompt or the requested length does not fit the model.
+    """
+    if prompt_length < 1:
+        raise ValueError("The prompt should hold at least one token. Received: input_ids of length 0")
+    if prompt_length > n_positions:
+        raise ValueError(f"The prompt is {prompt_length} tokens, longer than the model's context "
+                         f"(n_positions={n_positions})")
+    if config.max_new_tokens is not None:
+        max_length = prompt_length + config.max_new_tokens
+        if max_length > n_positions:
+            raise ValueError(f"`max_new_tokens`={config.max_new_tokens} after a {prompt_length}-token prompt passes "
+                             f"the model's context (n_positions={n_positions}); at most "
+                             f"{n_positions - prompt_length} new tokens fit")
+    elif isinstance(config.max_length, _DefaultLength):
+        max_length = min(prompt_length + config.max_length, n_positions)
+        if max_length <= prompt_length:
+            raise ValueError(f"The prompt is {prompt_length} tokens: it fills the model's context "
+                             f"(n_positions={n_positions}) and leaves no room for new tokens")
+    else:
+        max_length = config.max_length
+        if prompt_length >= max_length:
+            raise ValueError(f"The prompt is {prompt_length} tokens but `max_length`={max_length} (prompt included); "
+                             "raise max_length or set max_new_tokens")
+        if max_length > n_positions:
+            raise ValueError(f"`max_length`={max_length} passes the model's context (n_positions={n_positions})")
+    min_length = config.min_length
+    if config.min_new_tokens is not None:
+        min_length = prompt_length + config.min_new_tokens
+    return max_length, min_length
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Logits processors on numpy arrays: ids (N, L) int64, scores (N, V) float32. Order and arithmetic are transformers'.
+
+
+class LogitsProcessor:
+    """All processors `config` asks for, built once per generate call."""
+
+    def __init__(self, config: GenerationConfig, *, prompt_length: int, min_length: int, vocab_size: int,
+                 ignore_before: np.ndarray | None, min_tokens_to_keep: int = 1):
+        self.config = config
+        self.prompt_length = prompt_length
+        self.min_length = min_length
+        self.eos = np.asarray(config.eos_token_ids, dtype=np.int64)
+        # Left padding is no part of the text: the repetition penalty skips it (transformers does too).
+        self.ignore_before = ignore_before
+        self.min_tokens_to_keep = min_tokens_to_keep
+        self.bad_single, self.bad_multi = _bad_word_tables(config.bad_words_ids, config.eos_token_ids, vocab_size)
+
+    def __call__(self, ids: np.ndarray, scores: np.ndarray, *, warp: bool) -> np.ndarray:
+        c = self.config
+        if c.repetition_penalty != 1.0:
+            scores = _repetition_penalty(ids, scores, float(c.repetition_penalty), self.ignore_before)
+        if c.no_repeat_ngram_size > 0:
+            scores = _no_repeat_ngram(ids, scores, c.no_repeat_ngram_size)
+        if self.bad_single is not None or self.bad_multi:
+            scores = _ban_bad_words(ids, scores, self.bad_single, self.bad_multi)
+        if self.eos.size and ids.shape[1] < self.min_length:
+            scores = scores.copy()
+            scores[:, self.eos] = -np.inf
+        if warp:
+            scores = self.warp(scores)
+        return scores
+
+    def warp(self, scores: np.ndarray) -> np.ndarray:
+        """The sampling-only processors: temperature, top-k, top-p, typical-p."""
+        c, keep = self.config, self.min_tokens_to_keep
+        if c.temperature != 1.0:
+            scores = scores / np.float32(c.temperature)
+        if c.top_k:
+            scores = top_k_filter(scores, max(c.top_k, keep))
+        if c.top_p < 1.0:
+            scores = top_p_filter(scores, c.top_p, keep)
+        if c.typical_p < 1.0:
+            scores = typical_filter(scores, c.typical_p, keep)
+        return scores
+
+
+def _repetition_penalty(ids, scores, penalty, ignore_before):
+    scores = scores.copy()
+    rows = np.arange(ids.shape[0])[:, None]
+    seen = scores[rows, ids]
+    seen = np.where(seen < 0, seen * np.float32(penalty), seen / np.float32(penalty))
+    if ignore_before is not None:
+        keep = np.arange(ids.shape[1])[None, :] >= ignore_before[:, None]
+        scores[rows.repeat(ids.shape[1], 1)[keep], ids[keep]] = seen[keep]
+    else:
+        scores[rows, ids] = seen
+    return scores
+
+
+def _no_repeat_ngram(ids, scores, n):
+    """Ban each token that would complete an n-gram already present in the row (prompt included)."""
+    length = ids.shape[1]
+    if length < n:
+        return scores
+    scores = scores.copy()
+    windows = np.lib.stride_tricks.sliding_window_view(ids, n, axis=1)  # (N, L-n+1, n)
+    prefix = ids[:, length - n + 1:]                                   # the last n-1 tokens
+    matches = (windows[:, :, :-1] == prefix[:, None, :]).all(axis=-1)
+    rows, cols = np.nonzero(matches)
+    scores[rows, windows[rows, cols, -1]] = -np.inf
+    return scores
+
+
+def _bad_word_tables(bad_words_ids, eos_ids, vocab_size):
+    if bad_words_ids is None:
+        return None, []
+    # A bad "word" that is exactly one eos id is ignored, as in transformers (use min_new_tokens for that).
+    words = [list(map(int, w)) for w in bad_words_ids if not (len(w) == 1 and int(w[0]) in eos_ids)]
+    too_big = sorted({t for w in words for t in w if t >= vocab_size})
+    if too_big:
+        raise ValueError(f"`bad_words_ids` holds ids outside the vocabulary (vocab_size={vocab_size}): {too_big}")
+    single = np.array(sorted({w[0] for w in words if len(w) == 1}), dtype=np.int64)
+    multi = [(np.array(w[:-1], dtype=np.int64), w[-1]) for w in words if len(w) > 1]
+    return (single if single.size else None), multi
+
+
+def _ban_bad_words(ids, scores, single, multi):
+    scores = scores.copy()
+    if single is not None:
+        scores[:, single] = -np.inf
+    for prefix, last in multi:
+        if prefix.size <= ids.shape[1]:
+            hit = (ids[:, ids.shape[1] - prefix.size:] == prefix).all(axis=1)
+            scores[hit, last] = -np.inf
+    return scores
+
+
+def top_k_filter(scores: np.ndarray, k: int) -> np.ndarray:
+    k = min(k, scores.shape[-1])
+    kth = -np.partition(-scores, k - 1, axis=-1)[:, k - 1:k]
+    return np.where(scores < kth, np.float32(-np.inf), scores)
+
+
+def _softmax(x: np.ndarray) -> np.ndarray:
+    x = x - x.max(axis=-1, keepdims=True)
+    e = np.exp(x)
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def log_softmax(x: np.ndarray) -> np.ndarray:
+    x = x - x.max(axis=-1, keepdims=True)
+    return x - np.log(np.exp(x).sum(axis=-1, keepdims=True))
+
+
+def top_p_filter(scores: np.ndarray, top_p: float, min_keep: int = 1) -> np.ndarray:
+    """Keep the smallest set of most likely tokens whose probability reaches top_p (ties at the edge kept)."""
+    order = np.argsort(scores, axis=-1, kind="stable")  # ascending
+    sorted_scores = np.take_along_axis(scores, order, axis=-1)
+    cumulative = np.cumsum(_softmax(sorted_scores), axis=-1)
+    remove_sorted = cumulative <= (1 - top_p)
+    remove_sorted[:, -min_keep:] = False
+    remove = np.empty_like(remove_sorted)
+    np.put_along_axis(remove, order, remove_sorted, axis=-1)
+    return np.where(remove, np.float32(-np.inf), scores)
+
+
+def typical_filter(scores: np.ndarray, mass: float, min_keep: int = 1) -> np.ndarray:
+    """Locally typical sampling: keep tokens whose surprisal is closest to the entropy, up to `mass`."""
+    logp = log_softmax(scores)
+    p = np.exp(logp)
+    entropy = -np.nansum(logp * p, axis=-1, keepdims=True)
+    shifted = np.abs(-logp - entropy)
+    order = np.argsort(shifted, axis=-1, kind="stable")
+    sorted_shifted = np.take_along_axis(shifted, order, axis=-1)
+    cumulative = np.cumsum(_softmax(np.take_along_axis(scores, order, axis=-1)), axis=-1)
+    last = np.minimum((cumulative < mass).sum(axis=-1), scores.shape[-1] - 1)
+    remove_sorted = sorted_shifted > np.take_along_axis(sorted_shifted, last[:, None], axis=-1)
+    remove_sorted[:, :min_keep] = False
+    remove = np.empty_like(remove_sorted)
+    np.put_along_axis(remove, order, remove_sorted, axis=-1)
+    return np.where(remove, np.float32(-np.inf), scores)
+
+
+def sample_from(scores: np.ndarray, uniform: np.ndarray) -> np.ndarray:
+    """One token per row from softmax(scores), by inverting the CDF at the backend's uniform draws."""
+    probs = _softmax(scores.astype(np.float64))
+    cdf = np.cumsum(probs, axis=-1)
+    u = uniform.reshape(-1, 1) * cdf[:, -1:]
+    tokens = (cdf <= u).sum(axis=-1)
+    # Never land on a zero-probability token at the top edge through rounding.
+    return _nearest_allowed(tokens, probs)
+
+
+def _nearest_allowed(tokens, probs):
+    tokens = np.minimum(tokens, probs.shape[-1] - 1)
+    bad = probs[np.arange(len(tokens)), tokens] == 0
+    for row in np.nonzero(bad)[0]:
+        tokens[row] = np.nonzero(probs[row])[0][-1]
+    return tokens.astype(np.int64)
+
+
+def sample_without_replacement(scores: np.ndarray, k: int, uniform: np.ndarray) -> np.ndarray:
+    """k distinct indices per row, drawn in proportion to softmax(scores) (Gumbel top-k)."""
+    gumbel = -np.log(-np.log(np.clip(uniform, 1e-300, 1.0 - 1e-16)))
+    keys = np.where(np.isneginf(scores), -np.inf, scores.astype(np.float64) + gumbel)
+    return np.argsort(-keys, axis=-1, kind="stable")[:, :k]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The loop
+
+
+class DecodeBackend(Protocol):
+    """What a framework provides to `decode`. Arrays are numpy; logits (N, V) float32 for the last position."""
+
+    def prefill(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray: ...
+
+    def step(self, tokens: np.ndarray, attention_mask: np.ndarray) -> np.ndarray: ...
+
+    def reorder(self, index: np.ndarray) -> None: ...
+
+    def uniform(self, shape: tuple[int, ...]) -> np.ndarray: ...
+
+
+class Streamer(Protocol):
+    def put(self, value) -> None: ...
+
+    def end(self) -> None: ...
+
+
+def prepare(config: GenerationConfig, input_ids: np.ndarray, attention_mask: np.ndarray | None, *,
+            n_positions: int, vocab_size: int) -> tuple[GenerationConfig, np.ndarray, np.ndarray, int, int]:
+    """Check everything before any model work; return (config, ids, mask, max_length, min_length).
+
+    The pad token falls back to the first eos token (with a warning), as in transformers.
+    """
+    input_ids = np.asarray(input_ids)
+    if input_ids.ndim == 1:
+        input_ids = input_ids[None, :]
+    if input_ids.ndim != 2 or input_ids.shape[0] == 0:
+        raise ValueError(f"`input_ids` should have shape (batch, length). Received shape {input_ids.shape}")
+    if not np.issubdtype(input_ids.dtype, np.integer):
+        raise ValueError(f"`input_ids` should hold integers. Received dtype {input_ids.dtype}")
+    input_ids = input_ids.astype(np.int64)
+    if input_ids.size and (input_ids.min() < 0 or input_ids.max() >= vocab_size):
+        raise ValueError(f"`input_ids` should be in [0, {vocab_size}). Received values from {input_ids.min()} to "
+                         f"{input_ids.max()}")
+    for name in ("pad_token_id", "bos_token_id"):
+        value = getattr(config, name)
+        if value is not None and value >= vocab_size:
+            raise ValueError(f"`{name}` should be < vocab_size={vocab_size}. Received: {name}={value}")
+    if any(t >= vocab_size for t in config.eos_token_ids):
+        raise ValueError(f"`eos_token_id` should be < vocab_size={vocab_size}. Received: {config.eos_token_id}")
+    if config.pad_token_id is None and config.eos_token_ids:
+        if input_ids.shape[0] > 1 or config.num_return_sequences > 1:
+            logger.warning("pad_token_id is not set: finished rows are padded with eos_token_id=%d",
+                           config.eos_token_ids[0])
+        config = config.copy(pad_token_id=config.eos_token_ids[0])
+    if attention_mask is None:
+        # Like transformers: without a mask, a pad token that is no eos token marks padding.
+        pad = config.pad_token_id
+        if pad is not None and pad not in config.eos_token_ids and (input_ids == pad).any():
+            attention_mask = (input_ids != pad).astype(np.int64)
+        else:
+            attention_mask = np.ones_like(input_ids)
+    attention_mask = np.asarray(attention_mask)
+    if attention_mask.ndim == 1:
+        attention_mask = attention_mask[None, :]
+    if attention_mask.shape != input_ids.shape:
+        raise ValueError(f"`attention_mask` should have the shape of input_ids {input_ids.shape}. "
+                         f"Received shape {attention_mask.shape}")
+    attention_mask = (attention_mask != 0).astype(np.int64)
+    if (attention_mask.sum(axis=1) == 0).any():
+        raise ValueError("Every row of `attention_mask` should keep at least one token")
+    if (attention_mask[:, -1] == 0).any():
+        logger.warning("The attention mask shows right padding: generation continues after the padding; "
+                       "pad prompts on the left (tokenizer padding_side='left') for correct results")
+    max_length, min_length = resolve_lengths(config, input_ids.shape[1], n_positions)
+    _bad_word_tables(config.bad_words_ids, config.eos_token_ids, vocab_size)  # raises on out-of-vocab ids
+    return config, input_ids, attention_mask, max_length, min_length
+
+
+def decode(backend: DecodeBackend, config: GenerationConfig, input_ids: np.ndarray, attention_mask: np.ndarray, *,
+           max_length: int, min_length: int, streamer: Streamer | None = None) -> np.ndarray:
+    """Run greedy, sampling or beam search (after `prepare`); return (batch * num_return_sequences, length) ids."""
+    expand = max(config.num_beams, config.num_return_sequences)
+    ids = np.repeat(input_ids, expand, axis=0)
+    mask = np.repeat(attention_mask, expand, axis=0)
+    ignore_before = (mask != 0).argmax(axis=1) if (mask == 0).any() else None
+    if config.num_beams > 1:
+        if streamer is not None:
+            raise ValueError("A streamer cannot be used with beam search: set num_beams=1")
+        keep = (len(config.eos_token_ids) + 1) if config.do_sample else 1
+        processor = LogitsProcessor(config, prompt_length=ids.shape[1], min_length=min_length,
+                                    vocab_size=_UNKNOWN_VOCAB, ignore_before=ignore_before,
+                                    min_tokens_to_keep=max(keep, 2) if config.do_sample else 1)
+        return _beam_search(backend, config, processor, ids, mask, max_length)
+    processor = LogitsProcessor(config, prompt_length=ids.shape[1], min_length=min_length,
+                                vocab_size=_UNKNOWN_VOCAB, ignore_before=ignore_before)
+    return _greedy_or_sample(backend, config, processor, ids, mask, max_length, streamer)
+
+
+_UNKNOWN_VOCAB = 1 << 62  # ids were checked against the vocabulary in `prepare`
+
+
+def _greedy_or_sample(backend, config, processor, ids, mask, max_length, streamer):
+    n, prompt_length = ids.shape
+    out = np.full((n, max_length), config.pad_token_id if config.pad_token_id is not None else 0, dtype=np.int64)
+    out[:, :prompt_length] = ids
+    full_mask = np.ones((n, max_length), dtype=np.int64)
+    full_mask[:, :prompt_length] = mask
+    eos = np.asarray(config.eos_token_ids, dtype=np.int64)
+    unfinished = np.ones(n, dtype=bool)
+    if streamer is not None:
+        streamer.put(ids.copy())
+    logits = backend.prefill(ids, mask)
+    length = prompt_length
+    while True:
+        scores = processor(out[:, :length], np.asarray(logits, dtype=np.float32), warp=config.do_sample)
+        if config.do_sample:
+            tokens = sample_from(scores, backend.uniform((n,)))
+        else:
+            tokens = scores.argmax(axis=-1)
+        if eos.size:
+            tokens = np.where(unfinished, tokens, config.pad_token_id)
+        out[:, length] = tokens
+        length += 1
+        if streamer is not None:
+            streamer.put(tokens.copy())
+        if eos.size:
+            unfinished &= ~np.isin(tokens, eos)
+        if length >= max_length or not unfinished.any():
+            break
+        logits = backend.step(tokens, full_mask[:, :length])
+    if streamer is not None:
+        streamer.end()
+    return out[:, :length]
+
+
+def _beam_search(backend, config, processor, ids, mask, max_length):
+    """Vectorised beam search with transformers' exact bookkeeping.
+
+    Each step keeps the best `keep` = (1 + #eos) * num_beams continuations over all beams, so that num_beams of
+    them can go on even if the best ones all end. Ended ones compete, length-penalised, for the num_beams places of
+    the finished pool; the search stops when no running beam can beat the pool (per `early_stopping`).
+    """
+    num_beams = config.num_beams
+    n, prompt_length = ids.shape
+    batch = n // num_beams
+    eos = np.asarray(config.eos_token_ids, dtype=np.int64)
+    keep = max(2, 1 + eos.size) * num_beams
+    lp, early = float(config.length_penalty), config.early_stopping
+    big = np.float32(-1.0e9)
+    fill = config.pad_token_id if config.pad_token_id is not None else 0  # (no eos: every row runs to the end)
+
+    running = np.full((batch, num_beams, max_length), fill, dtype=np.int64)
+    running[:, :, :prompt_length] = ids.reshape(batch, num_beams, prompt_length)
+    running_scores = np.zeros((batch, num_beams), dtype=np.float32)
+    running_scores[:, 1:] = big  # only the first copy of each prompt may expand at the first step
+    running_origin = np.full((batch, num_beams, max_length - prompt_length), -1, dtype=np.int64)
+    finished = running.copy()
+    finished_scores = np.full((batch, num_beams), big, dtype=np.float32)
+    finished_origin = running_origin.copy()
+    is_finished = np.zeros((batch, num_beams), dtype=bool)
+    can_improve = np.ones((batch, 1), dtype=bool)
+    top_mask = np.arange(keep) < num_beams
+    full_mask = np.ones((n, max_length), dtype=np.int64)
+    full_mask[:, :prompt_length] = mask
+
+    logits = backend.prefill(ids, mask)
+    length = prompt_length
+    while True:
+        flat = running[:, :, :length].reshape(n, length)
+        log_probs = processor(flat, log_softmax(np.asarray(logits, dtype=np.float32)), warp=config.do_sample)
+        vocab = log_probs.shape[-1]
+        total = (log_probs.reshape(batch, num_beams, vocab) + running_scores[:, :, None]).reshape(batch, -1)
+
+        # best `keep` continuations over all beams (or `keep` drawn without replacement when sampling)
+        if config.do_sample:
+            top = sample_without_replacement(total, keep, backend.uniform(total.shape))
+            top_scores = np.take_along_axis(total, top, axis=-1)
+            order = np.argsort(-top_scores, axis=-1, kind="stable")
+            top, top_scores = np.take_along_axis(top, order, -1), np.take_along_axis(top_scores, order, -1)
+        else:
+            top, top_scores = _topk(total, keep)
+        beam, token = top // vocab, top % vocab
+        cand = np.take_along_axis(running, beam[:, :, None], axis=1)
+        cand[:, :, length] = token
+        cand_origin = np.take_along_axis(running_origin, beam[:, :, None], axis=1)
+        cand_origin[:, :, length - prompt_length] = beam + np.arange(batch)[:, None] * num_beams
+        ends = np.isin(token, eos) if eos.size else np.zeros_like(token, dtype=bool)
+        if length + 1 >= max_length:
+            ends[:] = True
+
+        # the num_beams best that did not end keep running
+        alive_scores = top_scores + ends.astype(np.float32) * big
+        pick = _topk(alive_scores, num_beams)[0]
+        running = np.take_along_axis(cand, pick[:, :, None], axis=1)
+        running_scores = np.take_along_axis(alive_scores, pick, axis=1)
+        running_origin = np.take_along_axis(cand_origin, pick[:, :, None], axis=1)
+
+        # ended ones among the top num_beams join the finished pool, length-penalised
+        just_ended = ends & top_mask[None, :]
+        end_scores = top_scores / np.float32((length + 1 - prompt_length) ** lp)
+        full = is_finished.all(axis=-1, keepdims=True) & (early is True)
+        end_scores = end_scores + full.astype(np.float32) * big
+        end_scores = end_scores + (~can_improve).astype(np.float32) * big
+        end_scores = end_scores + (~just_ended).astype(np.float32) * big
+        merged_scores = np.concatenate([finished_scores, end_scores], axis=1)
+        best = _topk(merged_scores, num_beams)[0]
+        finished = np.take_along_axis(np.concatenate([finished, cand], axis=1), best[:, :, None], axis=1)
+        finished_scores = np.take_along_axis(merged_scores, best, axis=1)
+        finished_origin = np.take_along_axis(np.concatenate([finished_origin, cand_origin], axis=1),
+                                             best[:, :, None], axis=1)
+        is_finished = np.take_along_axis(np.concatenate([is_finished, just_ended], axis=1), best, axis=1)
+
+        length += 1
+        # can a running beam still beat the worst finished one?
+        if early == "never" and lp > 0.0:
+            best_length = max_length - prompt_length
+        else:
+            best_length = length - prompt_length
+        best_running = running_scores[:, :1] / np.float32(best_length ** lp)
+        worst_finished = np.where(is_finished, finished_scores.min(axis=1, keepdims=True), np.float32(-1.0e9))
+        can_improve = can_improve & (best_running > worst_finished).any(axis=-1, keepdims=True)
+        stop = (not can_improve.any()) or (is_finished.all() and early is True) or ends.all()
+        if stop:
+            break
+        backend.reorder(running_origin[:, :, length - 1 - prompt_length].reshape(-1))
+        logits = backend.step(running[:, :, length - 1].reshape(-1), full_mask[:, :length])
+
+    r = config.num_return_sequences
+    sequences = finished[:, :r].reshape(batch * r, max_length)
+    origin = finished_origin[:, :r].reshape(batch * r, -1)
+    generated = int((origin >= 0).sum(axis=1).max())
+    return sequences[:, :prompt_length + generated]
+
+
+def _topk(x: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The k largest per row, sorted descending; equal values keep their index order (as torch.topk on CPU)."""
+    index = np.argsort(-x, axis=-1, kind="stable")[:, :k]
+    return index, np.take_along_axis(x, index, axis=-1)

@@ -1,0 +1,506 @@
+"""Byte-level BPE for GPT-2: the vocabulary files, the pre-tokenization pattern and a cached encoder.
+
+Ids equal tiktoken's "gpt2" encoding (the r50k pattern with OpenAI's ranks): text is cut into pieces by
+`GPT2_PATTERN`, each piece's UTF-8 bytes are merged pairwise, always merging the adjacent pair whose
+concatenation has the lowest rank (leftmost on ties), and each final part is a token id.
+
+The shipped vocabulary is one file, `vocab/merges.txt` (the transformers format). It is all we need: the 256 byte
+tokens come first in GPT-2's byte order, then merge k makes token 256 + k, then `<|endoftext|>` is 50256. It is
+derived from OpenAI's ranks by `merges_from_ranks` (run `python -m gpt2_core.bpe RANKS.tiktoken OUT_DIR`).
+
+Unicode: letters and numbers are whatever the `regex` module's tables say. tiktoken's Rust regex carries older
+tables, so characters assigned after Unicode 16 split differently: with regex 2026.5.9 and tiktoken 0.14 that is
+4,657 code points (all new in Unicode 17, e.g. CJK Extension J U+323B0..U+33479; none assigned in Unicode 14;
+`python bench/bench_tokenizer.py --unicode` lists them). We follow `regex` rather than freeze a table of
+exceptions: the choice costs nothing on text written before 2025 and follows Unicode as `regex` updates.
+
+Speed (pure Python): the text is cut into "units" -- a space-led run up to the next space that follows a
+non-space -- with str.replace / str.split (C speed); units are cached, so warm text costs one dict lookup per
+word. A unit seen for the first time is split by the full pattern (stdlib `re` with ASCII classes when the unit is
+ASCII, `regex` otherwise) and its pieces go through a second cache in front of the BPE merge loop.
+"""
+
+from __future__ import annotations
+
+import heapq
+from bisect import bisect_right
+import operator
+import os
+import re
+import sys
+from itertools import accumulate, chain, filterfalse, islice, repeat
+from typing import Iterable, Mapping
+
+import regex
+
+# OpenAI's GPT-2 pre-tokenization pattern (tiktoken's r50k_base `pat_str`, same matches as the original
+# `'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+`).
+GPT2_PATTERN = r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
+# The same pattern for stdlib `re` with ASCII classes: on pure-ASCII text it cuts exactly like GPT2_PATTERN
+# (\s here is [ \t\n\r\f\v], Unicode White_Space restricted to ASCII) and runs about twice as fast as `regex`.
+_ASCII_PATTERN = r"""'(?:[sdmt]|ll|ve|re)| ?[A-Za-z]+| ?[0-9]+| ?[^\sA-Za-z0-9]+|\s+(?!\S)|\s+"""
+_PIECES = regex.compile(GPT2_PATTERN)
+_ASCII_PIECES = re.compile(_ASCII_PATTERN, re.ASCII)
+
+# Unicode White_Space, which is what `\s` means to `regex` and to tiktoken (Python's str.isspace adds \x1c-\x1f).
+WHITESPACE = ("\t\n\x0b\x0c\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a"
+              "\u2028\u2029\u202f\u205f\u3000")
+_WS_NOT_SPACE_ASCII = "\t\n\x0b\x0c\r"
+_WS_NON_ASCII = WHITESPACE[6:]
+
+MERGES_HEADER = "#version: 0.2"
+EOS_TOKEN = "<|endoftext|>"
+BUILTIN_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "vocab")
+
+
+def bytes_to_unicode() -> list[str]:
+    """GPT-2's printable spelling of the 256 byte values: list index = byte, item = one character.
+
+    Printable Latin-1 bytes stand for themselves; the 68 others (controls, space, NBSP, soft hyphen) are moved to
+    U+0100.. in byte order, so every token is a readable string without spaces (space is "Ġ", newline "Ċ").
+    """
+    chars: list[str | None] = [None] * 256
+    for b in (*range(0x21, 0x7F), *range(0xA1, 0xAD), *range(0xAE, 0x100)):
+        chars[b] = chr(b)
+    shifted = 0
+    for b in range(256):
+        if chars[b] is None:
+            chars[b] = chr(0x100 + shifted)
+            shifted += 1
+    return chars  # type: ignore[return-value]
+
+
+BYTE_CHARS = bytes_to_unicode()
+# Token ids 0..255 of GPT-2 are the byte tokens in this order: printable bytes first, then the shifted ones.
+BYTE_TOKEN_ORDER = sorted(range(256), key=lambda b: ord(BYTE_CHARS[b]))
+# str.translate tables: Latin-1 character (= one byte) -> byte-level character, and back.
+_LATIN1_TO_BYTE_LEVEL = "".join(BYTE_CHARS)
+_BYTE_LEVEL_TO_LATIN1 = {ord(c): b for b, c in enumerate(BYTE_CHARS)}
+
+
+def to_byte_level(text: str) -> str:
+    """The byte-level spelling of `text`'s UTF-8 bytes ("Hello world" -> "HelloĠworld")."""
+    return text.encode("utf-8").decode("latin-1").translate(_LATIN1_TO_BYTE_LEVEL)
+
+
+def byte_level_to_bytes(token: str) -> bytes:
+    """Inverse of `to_byte_level`; characters outside the byte alphabet stand for their own UTF-8 bytes."""
+    try:
+        return token.translate(_BYTE_LEVEL_TO_LATIN1).encode("latin-1")
+    except UnicodeEncodeError:  # an added token's text, e.g. "<pad> ü"
+        return b"".join(bytes([_BYTE_LEVEL_TO_LATIN1[ord(c)]]) if ord(c) in _BYTE_LEVEL_TO_LATIN1
+                        else c.encode("utf-8") for c in token)
+
+
+class _BoundedCache(dict):
+    """A dict that computes missing values and stays bounded: two generations of at most `max_entries` entries
+    and `max_chars` key characters each. When the young one fills up it becomes the old one (the previous old
+    one is dropped); a key found in the old generation is moved back to the young one. Hits are plain C dict
+    lookups, so `map(cache.__getitem__, keys)` runs at C speed. Keys longer than `max_key` are never stored."""
+
+    __slots__ = ("compute", "max_entries", "max_chars", "max_key", "chars", "old")
+
+    def __init__(self, compute, *, max_entries: int, max_chars: int, max_key: int):
+        super().__init__()
+        self.compute = compute
+        self.max_entries, self.max_chars, self.max_key = max_entries, max_chars, max_key
+        self.chars = 0
+        self.old: dict = {}
+
+    def __missing__(self, key):
+        value = self.old.get(key)
+        if value is None:
+            value = self.compute(key)
+        size = len(key)
+        if size <= self.max_key:
+            if len(self) >= self.max_entries or self.chars + size > self.max_chars:
+                self.old = dict(self)
+                self.clear()
+                self.chars = 0
+            self[key] = value
+            self.chars += size
+        return value
+
+    def add_many(self, keys: list, values: list) -> None:
+        keys, values = keys[:self.max_entries], values[:self.max_entries]
+        size = sum(map(len, keys))
+        if len(self) + len(keys) > self.max_entries or self.chars + size > self.max_chars:
+            self.old = dict(self)
+            self.clear()
+            self.chars = 0
+        self.update(zip(keys, values))
+        self.chars += size
+
+    def reset(self) -> None:
+        self.clear()
+        self.old = {}
+        self.chars = 0
+
+
+# Cache bounds (per generation; at most twice this is held). Units are a word with its leading whitespace, so
+# 2**18 of them cover the distinct words of several MB of text; pieces are what BPE sees.
+UNIT_CACHE_ENTRIES, UNIT_CACHE_CHARS, UNIT_MAX_CHARS = 1 << 18, 1 << 22, 64
+PIECE_CACHE_ENTRIES, PIECE_CACHE_CHARS, PIECE_MAX_CHARS = 1 << 17, 1 << 21, 256
+
+# A text of more than _BULK_MIN_UNITS units whose first _BULK_SAMPLE units miss the cache _BULK_MIN_MISSES times or
+# more is taken as new text: its missing units are encoded in bulk (`_add_units`).
+_BULK_MIN_UNITS, _BULK_SAMPLE, _BULK_MIN_MISSES = 4096, 1024, 64
+_SHORT_TEXT = 256  # characters
+_PLACEHOLDER = "\x01"  # stands for a space that follows whitespace, so that split(" ") does not cut there
+_NO_RANK = 1 << 62
+_LONG_WORD = 128  # byte-level characters; longer words use the O(n log n) heap merge
+
+
+class ByteLevelBPE:
+    """GPT-2's byte-level BPE over a vocabulary of byte-level token strings.
+
+    `encoder` maps the byte-level spelling of each mergeable token (the 256 bytes and every merge result) to its
+    id; `merges` (pairs, in rank order) decide the merge order. When `merges` is None the ids are the ranks
+    (GPT-2's files: id order is merge order). Special tokens like `<|endoftext|>` are not here: they are the
+    tokenizer's added tokens.
+
+        >>> bpe = ByteLevelBPE.builtin()
+        >>> bpe.encode("Hello world")
+        [15496, 995]
+    """
+
+    def __init__(self, encoder: dict[str, int], *, ranks: dict[str, int] | None = None,
+                 merges: list[tuple[str, str]] | None = None, merges_text: str | None = None):
+        self.encoder = encoder
+        size = max(encoder.values()) + 1 if encoder else 0
+        self.tokens: list[str | None] = [None] * size
+        for token, index in encoder.items():
+            self.tokens[index] = token
+        missing = [c for c in BYTE_CHARS if c not in encoder]
+        if missing:
+            raise ValueError(f"The vocabulary lacks byte tokens {missing[:8]!r}: a byte-level BPE needs all 256")
+        self.ranks = encoder if ranks is None else ranks
+        self._merge_pairs = merges
+        self._merges_text = merges_text
+        self._token_bytes: list[bytes] | None = None
+        self.units = _BoundedCache(self._encode_unit, max_entries=UNIT_CACHE_ENTRIES,
+                                   max_chars=UNIT_CACHE_CHARS, max_key=UNIT_MAX_CHARS)
+        self.pieces = _BoundedCache(self._encode_piece, max_entries=PIECE_CACHE_ENTRIES,
+                                    max_chars=PIECE_CACHE_CHARS, max_key=PIECE_MAX_CHARS)
+
+    # ----------------------------------------------------------------------------------------------- loading
+    _builtin: "ByteLevelBPE | None" = None
+
+    @classmethod
+    def builtin(cls) -> "ByteLevelBPE":
+        """The GPT-2 vocabulary shipped in the package (shared: its caches serve every tokenizer using it)."""
+        if cls._builtin is None:
+            with open(os.path.join(BUILTIN_DIR, "merges.txt"), encoding="utf-8") as f:
+                cls._builtin = cls.from_merges_text(f.read())
+        return cls._builtin
+
+    @classmethod
+    def from_merges_text(cls, text: str) -> "ByteLevelBPE":
+        """A vocabulary whose ids follow merge order (GPT-2's): 256 byte tokens, then one token per merge."""
+        body = text.split("\n", 1)[1] if text.startswith("#version") else text
+        body = body.rstrip("\n")
+        # Each merge line is "left right" and byte-level tokens never hold a space: dropping the spaces spells the
+        # merged tokens in id order, with no Python loop.
+        merged = body.replace(" ", "").split("\n") if body else []
+        tokens = [BYTE_CHARS[b] for b in BYTE_TOKEN_ORDER] + merged
+        encoder = dict(zip(tokens, range(len(tokens))))
+        if len(encoder) != len(tokens):
+            raise ValueError("merges.txt produces the same token twice; its ids cannot follow merge order")
+        return cls(encoder, merges_text=body)
+
+    @classmethod
+    def from_vocab(cls, vocab: Mapping[str, int], merges: list[tuple[str, str]],
+                   ) -> tuple["ByteLevelBPE", dict[str, int]]:
+        """The BPE of a vocab.json + merges.txt pair, and the vocabulary entries that are neither a byte nor a
+        merge result (`<|endoftext|>` for GPT-2): those are the tokenizer's added tokens."""
+        ranks: dict[str, int] = {}
+        for number, (left, right) in enumerate(merges):
+            if left not in vocab or right not in vocab or left + right not in vocab:
+                raise ValueError(f"Merge {number + 1} ({left!r} {right!r}) uses or makes a token that is not in "
+                                 "the vocabulary")
+            ranks.setdefault(left + right, 256 + number)
+        mergeable = set(BYTE_CHARS).union(ranks)
+        encoder = {token: index for token, index in vocab.items() if token in mergeable}
+        extra = {token: index for token, index in vocab.items() if token not in mergeable}
+        same_order = all(encoder[token] == rank for token, rank in ranks.items())
+        return cls(encoder, ranks=None if same_order else ranks, merges=list(merges)), extra
+
+    def merges(self) -> list[tuple[str, str]]:
+        """The merge pairs in rank order (what merges.txt lists)."""
+        if self._merge_pairs is None:
+            lines = self._merges_text.split("\n") if self._merges_text else []
+            self._merge_pairs = [tuple(line.split(" ")) for line in lines]  # type: ignore[misc]
+        return self._merge_pairs  # type: ignore[return-value]
+
+    def merges_text(self) -> str:
+        """merges.txt content, header included."""
+        if self._merges_text is None:
+            self._merges_text = "\n".join(f"{a} {b}" for a, b in self.merges())
+        return f"{MERGES_HEADER}\n{self._merges_text}\n"
+
+    @property
+    def token_bytes(self) -> list[bytes]:
+        """Bytes of each token id (built on first decode: most programs that only encode never need it)."""
+        if self._token_bytes is None:
+            tokens = [t if t is not None else "" for t in self.tokens]
+            try:
+                blob = "".join(tokens).translate(_BYTE_LEVEL_TO_LATIN1).encode("latin-1")
+                ends = list(accumulate(map(len, tokens)))
+                self._token_bytes = [blob[e - len(t):e] for t, e in zip(tokens, ends)]
+            except UnicodeEncodeError:  # a token outside the byte alphabet (a special token in the vocab)
+                self._token_bytes = list(map(byte_level_to_bytes, tokens))
+        return self._token_bytes
+
+    # ---------------------------------------------------------------------------------------------- encoding
+    def encode(self, text: str) -> list[int]:
+        """Ids of `text`, special tokens treated as ordinary text (tiktoken's `encode_ordinary`)."""
+        if len(text) < _SHORT_TEXT or _PLACEHOLDER in text:
+            # short: the unit split costs more than it saves; a placeholder in the text: the piece path is exact
+            return list(chain.from_iterable(map(self.pieces.__getitem__,
+                                                (_ASCII_PIECES if text.isascii() else _PIECES).findall(text))))
+        units = _split_units(text)
+        if len(units) > _BULK_MIN_UNITS:
+            hits = sum(map(self.units.__contains__, islice(units, 1, 1 + _BULK_SAMPLE)))
+            if _BULK_SAMPLE - hits >= _BULK_MIN_MISSES:
+                self._add_units(units)
+        head = self._encode_chunk(units[0].replace(_PLACEHOLDER, " ")) if units[0] else ()
+        # tuples flattened by chain beat packed bytes + join + array.tolist by ~30% here
+        return list(chain(head, chain.from_iterable(map(self.units.__getitem__, islice(units, 1, None)))))
+
+    def _add_units(self, units: list[str]) -> None:
+        """Encode the units of a text that are not cached yet with one pass of the pattern over all of them.
+
+        First sight of a long text: one findall over the concatenated new units instead of one per unit (whose
+        Python overhead would dominate). Any two units join at a space that follows a non-space, so the pieces of
+        the concatenation are the units' pieces, and each unit's share is found from the character positions.
+        The text's last unit (which may end with whitespace) is left to the normal path.
+        """
+        cache = self.units
+        new = set(islice(units, 1, len(units) - 1))
+        new = [u for u in filterfalse(cache.old.__contains__, filterfalse(cache.__contains__, new))
+               if len(u) <= UNIT_MAX_CHARS]
+        if not new:
+            return
+        # ASCII units go through the faster stdlib pattern, the others through `regex`
+        for group, pattern in ((list(filter(str.isascii, new)), _ASCII_PIECES),
+                               (list(filterfalse(str.isascii, new)), _PIECES)):
+            if not group:
+                continue
+            spelled = [" " + u for u in group]
+            pieces = pattern.findall("".join(spelled).replace(_PLACEHOLDER, " "))
+            piece_ids = list(map(self.pieces.__getitem__, pieces))
+            # unit k ends where piece n_k ends; its ids are flat[token_end[n_(k-1)]:token_end[n_k]]
+            piece_ends = list(accumulate(map(len, pieces)))
+            pieces_before = map(bisect_right, repeat(piece_ends), accumulate(map(len, spelled)))
+            token_end = [0, *accumulate(map(len, piece_ids))]
+            ends = list(map(token_end.__getitem__, pieces_before))
+            flat = list(chain.from_iterable(piece_ids))
+            values = list(map(tuple, map(flat.__getitem__, map(slice, chain((0,), ends), ends))))
+            cache.add_many(group, values)
+
+    def _encode_chunk(self, text: str) -> tuple[int, ...]:
+        pieces = (_ASCII_PIECES if text.isascii() else _PIECES).findall(text)
+        return tuple(chain.from_iterable(map(self.pieces.__getitem__, pieces)))
+
+    def _encode_unit(self, unit: str) -> tuple[int, ...]:
+        # A unit is the text after a cut space: " " + unit, placeholders back to spaces.
+        if unit.isascii() and unit.isalpha():  # " word": one piece, no pattern needed
+            return self._encode_piece(" " + unit)
+        return self._encode_chunk(" " + unit.replace(_PLACEHOLDER, " "))
+
+    def _encode_piece(self, piece: str) -> tuple[int, ...]:
+        word = piece.encode("utf-8").decode("latin-1").translate(_LATIN1_TO_BYTE_LEVEL)
+        token = self.encoder.get(word)
+        if token is not None:
+            return (token,)
+        return tuple(self.bpe(word))
+
+    def bpe(self, word: str) -> list[int]:
+        """Merge the byte-level characters of one piece; returns the ids of the final parts."""
+        if len(word) > _LONG_WORD:
+            parts = self._merge_long(word)
+        else:
+            parts = self._merge(word)
+        return list(map(self.encoder.__getitem__, parts))
+
+    def _merge(self, word: str) -> list[str]:
+        parts = list(word)
+        if len(parts) < 2:
+            return parts
+        get = self.ranks.get
+        # rank of each adjacent pair's concatenation (_NO_RANK when it is not a token)
+        pair_ranks = list(map(get, map(operator.add, parts, islice(parts, 1, None)), repeat(_NO_RANK)))
+        best = min(pair_ranks)
+        while best != _NO_RANK:
+            i = pair_ranks.index(best)  # leftmost of the lowest rank
+            merged = parts[i] + parts[i + 1]
+            parts[i:i + 2] = (merged,)
+            del pair_ranks[i]
+            if i:
+                pair_ranks[i - 1] = get(parts[i - 1] + merged, _NO_RANK)
+            if i < len(pair_ranks):
+                pair_ranks[i] = get(merged + parts[i + 1], _NO_RANK)
+            elif not pair_ranks:
+                break
+            best = min(pair_ranks)
+        return parts
+
+    def _merge_long(self, word: str) -> list[str]:
+        """The same merges for long words in O(n log n): a heap of (rank, position) over a linked list."""
+        get = self.ranks.get
+        parts: list[str | None] = list(word)
+        n = len(parts)
+        nxt = list(range(1, n + 1))
+        prv = list(range(-1, n - 1))
+        heap = [(r, i, parts[i] + parts[i + 1]) for i in range(n - 1)  # type: ignore[operator]
+                if (r := get(parts[i] + parts[i + 1])) is not None]  # type: ignore[operator]
+        heapq.heapify(heap)
+        while heap:
+            rank, i, merged = heapq.heappop(heap)
+            j = nxt[i]
+            left = parts[i]
+            if left is None or j >= n or left + parts[j] != merged:  # type: ignore[operator]
+                continue  # stale: one side changed since this pair was pushed
+            parts[i] = merged
+            parts[j] = None
+            nxt[i] = nxt[j]
+            if nxt[j] < n:
+                prv[nxt[j]] = i
+            if prv[i] >= 0:
+                p = prv[i]
+                candidate = parts[p] + merged  # type: ignore[operator]
+                if (r := get(candidate)) is not None:
+                    heapq.heappush(heap, (r, p, candidate))
+            if nxt[i] < n:
+                candidate = merged + parts[nxt[i]]  # type: ignore[operator]
+                if (r := get(candidate)) is not None:
+                    heapq.heappush(heap, (r, i, candidate))
+        return [p for p in parts if p is not None]
+
+    def encode_with_offsets(self, text: str, start: int = 0) -> tuple[list[int], list[tuple[int, int]]]:
+        """Ids and the (start, end) character span of each token in `text` (shifted by `start`).
+
+        Like transformers' fast tokenizer: a token holding part of a multi-byte character spans that character.
+        """
+        ids: list[int] = []
+        offsets: list[tuple[int, int]] = []
+        lengths = [len(t) if t is not None else 0 for t in self.tokens]
+        pattern = _ASCII_PIECES if text.isascii() else _PIECES
+        for match in pattern.finditer(text):
+            piece = match.group()
+            piece_ids = self.pieces[piece]
+            ids += piece_ids
+            base = start + match.start()
+            if piece.isascii():
+                ends = list(accumulate(lengths[i] for i in piece_ids))
+                offsets += [(base + e - lengths[i], base + e) for i, e in zip(piece_ids, ends)]
+                continue
+            # character index of each UTF-8 byte of the piece
+            byte_char = [k for k, ch in enumerate(piece) for _ in range(len(ch.encode("utf-8")))]
+            pos = 0
+            for i in piece_ids:
+                end = pos + lengths[i]
+                offsets.append((base + byte_char[pos], base + byte_char[end - 1] + 1))
+                pos = end
+        return ids, offsets
+
+    def reset_caches(self) -> None:
+        self.units.reset()
+        self.pieces.reset()
+
+    # ---------------------------------------------------------------------------------------------- decoding
+    def decode_bytes(self, ids: Iterable[int]) -> bytes:
+        return b"".join(map(self.token_bytes.__getitem__, ids))
+
+
+def _split_units(text: str) -> list[str]:
+    """Cut `text` at every space that follows a non-whitespace character (and at a leading space).
+
+    No GPT-2 piece crosses such a space: the piece before it ends at its non-space character, and the space
+    starts the next piece whatever follows. So the pieces of the text are the pieces of units[0] followed by the
+    pieces of " " + unit for each later unit -- which makes units cacheable. Spaces that follow whitespace (runs
+    of spaces, indentation after a newline) belong to whitespace pieces: they become a placeholder first so that
+    split(" ") leaves them inside their unit. Only str.replace / str.split run here: C speed, no regex.
+    """
+    s = text.replace("  ", " " + _PLACEHOLDER)
+    for ws in _WS_NOT_SPACE_ASCII:
+        if ws in s:
+            s = s.replace(ws + " ", ws + _PLACEHOLDER)
+    if not s.isascii():
+        for ws in _WS_NON_ASCII:
+            if ws in s:
+                s = s.replace(ws + " ", ws + _PLACEHOLDER)
+    # After the replacements above no two spaces are adjacent, so one pass catches every space left after a
+    # placeholder (the rest of a run of spaces).
+    s = s.replace(_PLACEHOLDER + " ", _PLACEHOLDER + _PLACEHOLDER)
+    return s.split(" ")
+
+
+# ------------------------------------------------------------------------------------ tiktoken rank files
+def load_tiktoken_ranks(path: str | os.PathLike) -> dict[bytes, int]:
+    """Read a `.tiktoken` file: one `<base64 token bytes> <rank>` per line."""
+    import base64
+
+    ranks: dict[bytes, int] = {}
+    with open(path, "rb") as f:
+        for number, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                token, rank = line.split()
+                ranks[base64.b64decode(token)] = int(rank)
+            except ValueError as e:
+                raise ValueError(f"Error parsing line {number} of {os.fspath(path)!r}: {line[:80]!r}") from e
+    return ranks
+
+
+def merges_from_ranks(ranks: Mapping[bytes, int]) -> list[tuple[str, str]]:
+    """The merge pair of every token of rank >= 256, in rank order, as byte-level strings.
+
+    Rank order is merge order, so running BPE on a token's bytes with only the lower ranks stops at exactly two
+    parts: the pair whose merge made the token.
+    """
+    by_rank = sorted(ranks.items(), key=lambda item: item[1])
+    if [rank for _, rank in by_rank] != list(range(len(by_rank))):
+        raise ValueError("ranks should be 0..n-1 without gaps")
+    if sorted(token for token, _ in by_rank[:256]) != [bytes([b]) for b in range(256)]:
+        raise ValueError("ranks 0..255 should be the 256 single bytes")
+    merges = []
+    for token, rank in by_rank[256:]:
+        parts = [token[i:i + 1] for i in range(len(token))]
+        while len(parts) > 2:
+            candidates = [(ranks.get(a + b, _NO_RANK), i) for i, (a, b) in enumerate(zip(parts, parts[1:]))]
+            best, i = min(candidates)
+            if best >= rank:
+                break
+            parts[i:i + 2] = [parts[i] + parts[i + 1]]
+        if len(parts) != 2 or ranks.get(parts[0] + parts[1]) != rank:
+            raise ValueError(f"Token {token!r} (rank {rank}) is not the merge of two lower-ranked tokens")
+        merges.append((to_byte_level_bytes(parts[0]), to_byte_level_bytes(parts[1])))
+    return merges
+
+
+def to_byte_level_bytes(data: bytes) -> str:
+    return data.decode("latin-1").translate(_LATIN1_TO_BYTE_LEVEL)
+
+
+def write_merges(merges: list[tuple[str, str]], path: str | os.PathLike) -> None:
+    from .io_utils import atomic_write_text
+
+    atomic_write_text(path, MERGES_HEADER + "\n" + "".join(f"{a} {b}\n" for a, b in merges))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m gpt2_core.bpe gpt2.tiktoken OUT_DIR`: write OUT_DIR/merges.txt (how vocab/merges.txt was made)."""
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 2:
+        sys.stderr.write("usage: python -m gpt2_core.bpe RANKS.tiktoken OUT_DIR\n")
+        return 2
+    merges = merges_from_ranks(load_tiktoken_ranks(argv[0]))
+    os.makedirs(argv[1], exist_ok=True)
+    write_merges(merges, os.path.join(argv[1], "merges.txt"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

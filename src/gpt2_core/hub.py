@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import re
 
 logger = logging.getLogger(__name__)
@@ -65,6 +66,9 @@ def resolve_file(name_or_path, filename: str, *, revision: str | None = None, ca
     if _looks_like_path(name):
         raise ModelNotFoundError(f"Model {name!r} not found: it is not a directory (and is not a valid hub "
                                  "model id)")
+
+    if fallback_ok and not force_download and not cache_may_hold(name, cache_dir):
+        return None  # decided without importing huggingface_hub (~250 ms): the built-in presets load fast
 
     import huggingface_hub
     from huggingface_hub import constants
@@ -141,3 +145,21 @@ def _endpoint() -> str:
     from huggingface_hub import constants
 
     return constants.ENDPOINT
+
+
+def cache_may_hold(name: str, cache_dir=None) -> bool:
+    """Whether the HF cache has a folder for model `name`, checked without importing huggingface_hub.
+
+    Follows huggingface_hub's cache location (HF_HUB_CACHE, HUGGINGFACE_HUB_CACHE, HF_HOME, XDG_CACHE_HOME); a
+    folder found here only sends the lookup on to huggingface_hub, which decides.
+    """
+    constants = sys.modules.get("huggingface_hub.constants")
+    if cache_dir is None and constants is not None:  # already imported: its (possibly patched) value is free
+        cache_dir = constants.HF_HUB_CACHE
+    if cache_dir is None:
+        home = os.environ.get("HF_HOME") or os.path.join(os.environ.get("XDG_CACHE_HOME") or "~/.cache",
+                                                         "huggingface")
+        cache_dir = (os.environ.get("HF_HUB_CACHE") or os.environ.get("HUGGINGFACE_HUB_CACHE")
+                     or os.path.join(home, "hub"))
+    folder = "models--" + name.replace("/", "--")
+    return os.path.isdir(os.path.join(os.path.expanduser(os.path.expandvars(os.fspath(cache_dir))), folder))

@@ -156,10 +156,7 @@ class GPT2Tokenizer:
         builtin = name in BUILTIN_NAMES
         hub_kwargs = dict(cache_dir=cache_dir, revision=revision, local_files_only=local_files_only, token=token,
                           force_download=force_download)
-        if builtin and not force_download and not os.path.isdir(name) and not _hf_cache_may_hold(name, cache_dir):
-            paths = dict.fromkeys(TOKENIZER_FILES)  # skips importing huggingface_hub (~250 ms)
-        else:
-            paths = {f: hub.resolve_file(name, f, fallback_ok=builtin, **hub_kwargs) for f in TOKENIZER_FILES}
+        paths = {f: hub.resolve_file(name, f, fallback_ok=builtin, **hub_kwargs) for f in TOKENIZER_FILES}
         return cls._from_files(paths, name=name, builtin=builtin, **kwargs)
 
     @classmethod
@@ -966,24 +963,6 @@ def _read_tokenizer_json(path: str):
     if pre.get("type") == "Sequence":
         pre = next((p for p in pre.get("pretokenizers", []) if p.get("type") == "ByteLevel"), {})
     return bpe, extra, added, bool(pre.get("add_prefix_space", False))
-
-
-def _hf_cache_may_hold(name: str, cache_dir) -> bool:
-    """Whether the HF cache has a folder for model `name` (checked without importing huggingface_hub).
-
-    Mirrors huggingface_hub's cache location (HF_HUB_CACHE, HUGGINGFACE_HUB_CACHE, HF_HOME, XDG_CACHE_HOME); a
-    folder found here sends the lookup to hub.resolve_file, which decides.
-    """
-    constants = sys.modules.get("huggingface_hub.constants")
-    if cache_dir is None and constants is not None:  # already imported: its (possibly patched) value is free
-        cache_dir = constants.HF_HUB_CACHE
-    if cache_dir is None:
-        home = os.environ.get("HF_HOME") or os.path.join(os.environ.get("XDG_CACHE_HOME") or "~/.cache",
-                                                         "huggingface")
-        cache_dir = (os.environ.get("HF_HUB_CACHE") or os.environ.get("HUGGINGFACE_HUB_CACHE")
-                     or os.path.join(home, "hub"))
-    folder = "models--" + name.replace("/", "--")
-    return os.path.isdir(os.path.join(os.path.expanduser(os.path.expandvars(os.fspath(cache_dir))), folder))
 
 
 def _fork_available() -> bool:

@@ -1,0 +1,708 @@
+"""GPT-2 in PyTorch: Attention, MLP, Block, GPT2Model and the five heads of transformers.
+
+Module attribute names equal the transformers names, so `state_dict()` keys and shapes equal those of
+transformers' GPT-2 classes and loading a checkpoint is a copy plus a check (see loading.py).
+gpt2_tf/modeling.py mirrors this file block by block.
+
+    >>> import torch
+    >>> from gpt2_pt import GPT2Config, GPT2LMHeadModel
+    >>> model = GPT2LMHeadModel(GPT2Config(n_embd=32, n_layer=2, n_head=2)).eval()
+    >>> out = model(torch.tensor([[464, 2068]]))
+    >>> out.logits.shape, len(out.past_key_values)
+    (torch.Size([1, 2, 50257]), 2)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from gpt2_core.config import GPT2Config
+
+# transformers' ACT2FN, name for name. The four tanh approximations of GELU are one function (they differ only in
+# how the constant sqrt(2/pi) is spelled), so they share torch's fused kernel.
+ACT2FN = {
+    "gelu_new": lambda x: F.gelu(x, approximate="tanh"),
+    "gelu_pytorch_tanh": lambda x: F.gelu(x, approximate="tanh"),
+    "gelu_fast": lambda x: F.gelu(x, approximate="tanh"),
+    "gelu_accurate": lambda x: F.gelu(x, approximate="tanh"),
+    "gelu": F.gelu,
+    "gelu_python": F.gelu,
+    "quick_gelu": lambda x: x * torch.sigmoid(1.702 * x),
+    "relu": F.relu,
+    "relu6": F.relu6,
+    "silu": F.silu,
+    "swish": F.silu,
+    "mish": F.mish,
+    "tanh": torch.tanh,
+    "sigmoid": torch.sigmoid,
+    "linear": lambda x: x,
+}
+
+
+# ----------------------------------------------------------------------------------------------- outputs
+
+class ModelOutput:
+    """Named fields like transformers' outputs; `to_tuple()` keeps the fields that are not None, in order."""
+
+    def to_tuple(self) -> tuple:
+        return tuple(v for v in (getattr(self, f.name) for f in dataclasses.fields(self)) if v is not None)
+
+    def __getitem__(self, key):
+        return getattr(self, key) if isinstance(key, str) else self.to_tuple()[key]
+
+    def keys(self) -> list[str]:
+        return [f.name for f in dataclasses.fields(self) if getattr(self, f.name) is not None]
+
+
+@dataclass
+class BaseModelOutputWithPast(ModelOutput):
+    last_hidden_state: torch.Tensor | None = None
+    past_key_values: Any = None
+    hidden_states: tuple[torch.Tensor, ...] | None = None
+    attentions: tuple[torch.Tensor, ...] | None = None
+
+
+@dataclass
+class CausalLMOutputWithPast(ModelOutput):
+    loss: torch.Tensor | None = None
+    logits: torch.Tensor | None = None
+    past_key_values: Any = None
+    hidden_states: tuple[torch.Tensor, ...] | None = None
+    attentions: tuple[torch.Tensor, ...] | None = None
+
+
+@dataclass
+class GPT2DoubleHeadsModelOutput(ModelOutput):
+    loss: torch.Tensor | None = None
+    mc_loss: torch.Tensor | None = None
+    logits: torch.Tensor | None = None
+    mc_logits: torch.Tensor | None = None
+    past_key_values: Any = None
+    hidden_states: tuple[torch.Tensor, ...] | None = None
+    attentions: tuple[torch.Tensor, ...] | None = None
+
+
+@dataclass
+class SequenceClassifierOutputWithPast(ModelOutput):
+    loss: torch.Tensor | None = None
+    logits: torch.Tensor | None = None
+    past_key_values: Any = None
+    hidden_states: tuple[torch.Tensor, ...] | None = None
+    attentions: tuple[torch.Tensor, ...] | None = None
+
+
+@dataclass
+class TokenClassifierOutput(ModelOutput):
+    loss: torch.Tensor | None = None
+    logits: torch.Tensor | None = None
+    hidden_states: tuple[torch.Tensor, ...] | None = None
+    attentions: tuple[torch.Tensor, ...] | None = None
+
+
+@dataclass
+class QuestionAnsweringModelOutput(ModelOutput):
+    loss: torch.Tensor | None = None
+    start_logits: torch.Tensor | None = None
+    end_logits: torch.Tensor | None = None
+    hidden_states: tuple[torch.Tensor, ...] | None = None
+    attentions: tuple[torch.Tensor, ...] | None = None
+
+
+# ----------------------------------------------------------------------------------------------- cache
+
+class KVCache:
+    """Preallocated keys and values for fast decoding, written in place.
+
+    Per layer one key and one value buffer of shape (batch, n_head, max_length, head_dim); `length` positions are
+    filled. Passed as `past_key_values`, a forward writes its T new keys/values at [length, length + T), attends
+    over [0, length + T), advances `length` by T and returns this same object as `past_key_values`.
+
+        >>> cache = KVCache(model.config, batch_size=1, max_length=64)
+        >>> out = model(prompt_ids, past_key_values=cache)             # cache.length == prompt length
+        >>> out = model(next_ids, past_key_values=cache)               # one more
+    """
+
+    def __init__(self, config: GPT2Config, batch_size: int, max_length: int, *, dtype: torch.dtype = torch.float32,
+                 device: torch.device | str | None = None):
+        if max_length > config.n_positions:
+            raise ValueError(f"`max_length` should be at most n_positions={config.n_positions}. "
+                             f"Received: max_length={max_length}")
+        shape = (batch_size, config.n_head, max_length, config.head_dim)
+        self.keys = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(config.n_layer)]
+        self.values = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(config.n_layer)]
+        self.length = 0
+
+    @property
+    def batch_size(self) -> int:
+        return self.keys[0].size(0)
+
+    @property
+    def max_length(self) -> int:
+        return self.keys[0].size(2)
+
+    def update(self, layer_idx: int, key: torch.Tensor, value: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Write (B, nh, T, hd) new keys/values after the filled part; return views of all keys/values so far."""
+        end = self.length + key.size(2)
+        self.keys[layer_idx][:, :, self.length:end] = key
+        self.values[layer_idx][:, :, self.length:end] = value
+        return self.keys[layer_idx][:, :, :end], self.values[layer_idx][:, :, :end]
+
+    def to_tuple(self) -> tuple[tuple[torch.Tensor, torch.Tensor], ...]:
+        """The filled part as the tuple-of-pairs `past_key_values` (views, not copies)."""
+        return tuple((k[:, :, :self.length], v[:, :, :self.length]) for k, v in zip(self.keys, self.values))
+
+    def reorder(self, index: torch.Tensor) -> None:
+        """Select (and repeat) batch rows, as beam search does after each step."""
+        self.keys = [k.index_select(0, index) for k in self.keys]
+        self.values = [v.index_select(0, index) for v in self.values]
+
+    @classmethod
+    def from_tuple(cls, past, max_length: int) -> "KVCache":
+        """A cache of `max_length` positions holding a tuple-of-pairs `past_key_values`."""
+        cache = cls.__new__(cls)
+        batch, n_head, length, head_dim = past[0][0].shape
+        if length > max_length:
+            raise ValueError(f"`max_length` should be at least the past length {length}. "
+                             f"Received: max_length={max_length}")
+        cache.keys, cache.values = [], []
+        for key, value in past:
+            for source, buffers in ((key, cache.keys), (value, cache.values)):
+                buffer = source.new_zeros((batch, n_head, max_length, head_dim))
+                buffer[:, :, :length] = source
+                buffers.append(buffer)
+        cache.length = length
+        return cache
+
+
+# ----------------------------------------------------------------------------------------------- the model
+
+class Conv1D(nn.Module):
+    """A linear layer whose weight is stored (in, out), as GPT-2 checkpoints store it: y = x @ W + b."""
+
+    def __init__(self, n_in: int, n_out: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(n_in, n_out))
+        self.bias = nn.Parameter(torch.zeros(n_out))
+
+    def forward(self, x):
+        # F.linear wants (out, in); .t() is a free view, and the GEMM runs as fast as x @ W (bench_pt_forward.py).
+        return F.linear(x, self.weight.t(), self.bias)
+
+
+class Attention(nn.Module):
+    def __init__(self, config: GPT2Config, layer_idx: int):
+        super().__init__()
+        self.n_head, self.head_dim, self.layer_idx = config.n_head, config.head_dim, layer_idx
+        self.c_attn = Conv1D(config.n_embd, 3 * config.n_embd)
+        self.c_proj = Conv1D(config.n_embd, config.n_embd)
+        self.attn_dropout = nn.Dropout(config.attn_pdrop)
+        self.resid_dropout = nn.Dropout(config.resid_pdrop)
+        self.scale = self.head_dim ** -0.5 if config.scale_attn_weights else 1.0
+        if config.scale_attn_by_inverse_layer_idx:
+            self.scale /= layer_idx + 1
+        self.upcast = config.reorder_and_upcast_attn
+
+    def forward(self, x, mask, layer_past=None, cache=None, output_attentions=False):
+        B, T, C = x.shape
+        q, k, v = self.c_attn(x).split(C, dim=2)
+        q = q.view(B, T, self.n_head, self.head_dim).transpose(1, 2)  # (B, nh, T, hd)
+        k = k.view(B, T, self.n_head, self.head_dim).transpose(1, 2)  # (B, nh, T, hd)
+        v = v.view(B, T, self.n_head, self.head_dim).transpose(1, 2)  # (B, nh, T, hd)
+        if cache is not None:
+            k, v = cache.update(self.layer_idx, k, v)  # (B, nh, past + T, hd)
+        elif layer_past is not None:
+            k = torch.cat((layer_past[0], k), dim=2)  # (B, nh, past + T, hd)
+            v = torch.cat((layer_past[1], v), dim=2)
+        present = (k, v)
+
+        # The explicit path returns the weights; with reorder_and_upcast_attn it also runs the scores in fp32.
+        if output_attentions or (self.upcast and q.dtype != torch.float32):
+            y, weights = self._explicit_attention(q, k, v, mask)
+        else:
+            dropout = self.attn_dropout.p if self.training else 0.0
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout,
+                                               is_causal=mask is None and T > 1, scale=self.scale)
+            weights = None
+        y = y.transpose(1, 2).reshape(B, T, C)  # (B, T, nh * hd): heads side by side again
+        return self.resid_dropout(self.c_proj(y)), present, weights
+
+    def _explicit_attention(self, q, k, v, mask):
+        T, S = q.size(-2), k.size(-2)
+        if mask is None:
+            mask = causal_mask(T, S, q.device)
+        if self.upcast:
+            q, k = q.float(), k.float()
+        scores = (q @ k.transpose(-1, -2)) * self.scale  # (B, nh, T, S)
+        weights = F.softmax(scores.masked_fill(~mask, float("-inf")), dim=-1)
+        # A query that may see no key at all (a left-pad position) gets zero weights, as SDPA gives it.
+        weights = self.attn_dropout(weights.masked_fill(~mask, 0.0).to(v.dtype))
+        return weights @ v, weights
+
+
+class MLP(nn.Module):
+    def __init__(self, config: GPT2Config):
+        super().__init__()
+        self.c_fc = Conv1D(config.n_embd, config.inner_dim)
+        self.c_proj = Conv1D(config.inner_dim, config.n_embd)
+        self.act = ACT2FN[config.activation_function]
+        self.dropout = nn.Dropout(config.resid_pdrop)
+
+    def forward(self, x):
+        return self.dropout(self.c_proj(self.act(self.c_fc(x))))
+
+
+class Block(nn.Module):
+    def __init__(self, config: GPT2Config, layer_idx: int):
+        super().__init__()
+        self.ln_1 = nn.LayerNorm(config.n_embd, eps=config.layer_norm_epsilon)
+        self.attn = Attention(config, layer_idx)
+        self.ln_2 = nn.LayerNorm(config.n_embd, eps=config.layer_norm_epsilon)
+        self.mlp = MLP(config)
+
+    def forward(self, x, mask, layer_past=None, cache=None, output_attentions=False):
+        a, present, weights = self.attn(self.ln_1(x), mask, layer_past, cache, output_attentions)
+        x = x + a
+        x = x + self.mlp(self.ln_2(x))
+        return x, present, weights
+
+
+def causal_mask(T: int, S: int, device) -> torch.Tensor:
+    """(T, S) booleans: query i (at position S - T + i) may see keys 0 .. S - T + i."""
+    return torch.ones(T, S, dtype=torch.bool, device=device).tril(diagonal=S - T)
+
+
+def attention_mask_for(attention_mask, T: int, S: int, device) -> torch.Tensor | None:
+    """The boolean mask of the keys each query may see: (T, S), (B, 1, T, S), or None when SDPA's own causal
+    flag (no past) or no mask at all (one new token) says it, which is the fast path."""
+    padded = attention_mask is not None and not bool(attention_mask.all())
+    if not padded and (S == T or T == 1):
+        return None
+    mask = causal_mask(T, S, device)
+    if padded:
+        mask = mask & attention_mask.bool()[:, None, None, :]  # (B, 1, T, S)
+    return mask
+
+
+def initialise(config: GPT2Config, *modules: nn.Module) -> None:
+    """init_weights on every submodule, except on the meta device (a model built to receive a checkpoint)."""
+    for module in modules:
+        if not any(p.is_meta for p in module.parameters()):
+            module.apply(lambda m: init_weights(m, config))
+
+
+def init_weights(module: nn.Module, config: GPT2Config) -> None:
+    """transformers' initialisation: N(0, initializer_range), zero biases, unit LayerNorm, and the residual
+    projections scaled by 1/sqrt(2 * n_layer) (GPT-2 paper)."""
+    std = config.initializer_range
+    if isinstance(module, (nn.Linear, nn.Embedding, Conv1D)):
+        nn.init.normal_(module.weight, mean=0.0, std=std)
+        if getattr(module, "bias", None) is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, nn.LayerNorm):
+        nn.init.ones_(module.weight)
+        nn.init.zeros_(module.bias)
+    if isinstance(module, (Attention, MLP)):
+        nn.init.normal_(module.c_proj.weight, mean=0.0, std=std / math.sqrt(2 * config.n_layer))
+
+
+class GPT2PreTrainedModel(nn.Module):
+    """What every class shares: the config, files (from_pretrained / save_pretrained), device and dtype."""
+
+    def __init__(self, config: GPT2Config):
+        super().__init__()
+        if not isinstance(config, GPT2Config):
+            raise ValueError(f"`config` should be a gpt2_core GPT2Config. Received: {type(config).__name__}")
+        if config.add_cross_attention:
+            raise ValueError("add_cross_attention=True is not supported. Received: add_cross_attention=True")
+        self.config = config
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, **kwargs):
+        """Build this class from a directory or hub name; see gpt2_pt.loading.from_pretrained."""
+        from .loading import from_pretrained
+
+        return from_pretrained(pretrained_model_name_or_path, model_class=cls, **kwargs)
+
+    def save_pretrained(self, save_directory, **kwargs) -> None:
+        """Write config.json and model.safetensors that transformers loads; see gpt2_pt.loading.save_pretrained."""
+        from .loading import save_pretrained
+
+        save_pretrained(self, save_directory, **kwargs)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.parameters()).dtype
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in {id(p): p for p in self.parameters()}.values())
+
+
+class GPT2Model(GPT2PreTrainedModel):
+    """The transformer body: embeddings, blocks, final LayerNorm.
+
+    Where we differ from transformers 5 on purpose (tests/pt/test_modeling.py pins each):
+      * positions: with `attention_mask` and no `position_ids`, a token's position is the count of kept tokens
+        before it (clipped at 0), so a left-padded row gives the numbers of the same tokens unpadded. transformers'
+        forward numbers 0..T-1 whatever the mask (its generate derives positions from the mask, like us); the two
+        agree on unpadded batches and on the kept tokens of right-padded ones.
+      * `past_key_values` is a tuple of (key, value) pairs or a KVCache, never a transformers Cache object, and
+        the output field keeps that name (transformers 5.24 renamed it `cache`).
+      * a query that may see no key (a left-pad position) gets zero attention in both our paths, as transformers'
+        default SDPA gives it; transformers' eager path spreads it evenly instead. Only pad positions differ.
+    """
+
+    def __init__(self, config: GPT2Config):
+        super().__init__(config)
+        # `_weight=torch.empty(...)` skips nn.Embedding's own init: init_weights below sets every weight anyway, and
+        # on the meta device (loading) torch's normal_ would import torch._dynamo, seconds of import time.
+        self.wte = nn.Embedding(config.vocab_size, config.n_embd, _weight=torch.empty(config.vocab_size, config.n_embd))
+        self.wpe = nn.Embedding(config.n_positions, config.n_embd,
+                                _weight=torch.empty(config.n_positions, config.n_embd))
+        self.drop = nn.Dropout(config.embd_pdrop)
+        self.h = nn.ModuleList(Block(config, i) for i in range(config.n_layer))
+        self.ln_f = nn.LayerNorm(config.n_embd, eps=config.layer_norm_epsilon)
+        initialise(config, self)
+
+    def forward(self, input_ids=None, past_key_values=None, attention_mask=None, token_type_ids=None,
+                position_ids=None, inputs_embeds=None, use_cache=None, output_attentions=None,
+                output_hidden_states=None, return_dict=None):
+        use_cache = self.config.use_cache if use_cache is None else use_cache
+        # Leading dimensions (the choices of GPT2DoubleHeadsModel) fold into the batch: (B, T).
+        if (input_ids is None) == (inputs_embeds is None):
+            raise ValueError("Pass exactly one of `input_ids` and `inputs_embeds`. Received: "
+                             f"{'both' if input_ids is not None else 'neither'}")
+        tokens = input_ids if input_ids is not None else inputs_embeds[..., 0]
+        if tokens.numel() == 0:
+            raise ValueError(f"The input should hold at least one token. Received: shape {tuple(tokens.shape)}")
+        lead_shape = tokens.shape[:-1]
+        input_ids, token_type_ids, position_ids, attention_mask = (
+            None if t is None else t.reshape(-1, t.size(-1))
+            for t in (input_ids, token_type_ids, position_ids, attention_mask))
+        if inputs_embeds is not None:
+            inputs_embeds = inputs_embeds.reshape(-1, *inputs_embeds.shape[-2:])
+        cache = past_key_values if isinstance(past_key_values, KVCache) else None
+        layer_pasts = past_key_values if cache is None and past_key_values is not None else (None,) * len(self.h)
+        B, T, P = _check_inputs(self.config, input_ids, inputs_embeds, past_key_values, attention_mask,
+                                token_type_ids, position_ids)
+
+        if position_ids is None:
+            if attention_mask is None:
+                position_ids = torch.arange(P, P + T, device=self.wpe.weight.device)[None]  # (1, T)
+            else:  # count only the tokens the mask keeps, so left-padded rows start at position 0
+                position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)[:, P:]  # (B, T)
+        x = self.wte(input_ids) if inputs_embeds is None else inputs_embeds
+        x = x + self.wpe(position_ids)
+        if token_type_ids is not None:
+            x = x + self.wte(token_type_ids)
+        x = self.drop(x)  # (B, T, C)
+        mask = attention_mask_for(attention_mask, T, P + T, x.device)
+
+        presents, all_hidden, all_weights = [], [], []
+        for block, layer_past in zip(self.h, layer_pasts):
+            if output_hidden_states:
+                all_hidden.append(x)
+            x, present, weights = block(x, mask, layer_past, cache, output_attentions)
+            presents.append(present)
+            all_weights.append(weights)
+        x = self.ln_f(x).view(*lead_shape, T, -1)  # (*lead, T, C)
+        if output_hidden_states:
+            all_hidden.append(x)  # as in transformers, only this last one gets the leading dimensions back
+
+        if cache is not None:
+            cache.length += T
+            past = cache
+        else:
+            past = tuple(presents) if use_cache else None
+        out = BaseModelOutputWithPast(
+            last_hidden_state=x, past_key_values=past,
+            hidden_states=tuple(all_hidden) if output_hidden_states else None,
+            attentions=tuple(all_weights) if output_attentions else None)
+        return out if return_dict is not False else out.to_tuple()
+
+
+def _check_inputs(config, input_ids, inputs_embeds, past_key_values, attention_mask, token_type_ids, position_ids):
+    """Raise ValueError naming the first input that cannot go through the model; return (batch, new, past) lengths."""
+    if input_ids is not None:
+        if input_ids.is_floating_point() or input_ids.dtype == torch.bool:
+            raise ValueError(f"`input_ids` should hold integers. Received: dtype={input_ids.dtype}")
+        B, T = input_ids.shape
+    else:
+        if inputs_embeds.dim() != 3 or inputs_embeds.size(-1) != config.n_embd:
+            raise ValueError(f"`inputs_embeds` should have shape (batch, seq, n_embd={config.n_embd}). "
+                             f"Received: shape={tuple(inputs_embeds.shape)}")
+        B, T = inputs_embeds.shape[:2]
+    if input_ids is not None:
+        _check_ids("input_ids", input_ids, config.vocab_size)
+
+    P = 0
+    if isinstance(past_key_values, KVCache):
+        P = past_key_values.length
+        n_layer, (cb, ch, cmax, cd) = len(past_key_values.keys), past_key_values.keys[0].shape
+        if (n_layer, cb, ch, cd) != (config.n_layer, B, config.n_head, config.head_dim):
+            raise ValueError(f"`past_key_values` KVCache should hold {config.n_layer} layers of (batch={B}, "
+                             f"n_head={config.n_head}, ..., head_dim={config.head_dim}). Received: {n_layer} layers "
+                             f"of {(cb, ch, cmax, cd)}")
+        if P + T > cmax:
+            raise ValueError(f"The KVCache holds max_length={cmax} positions; past {P} + new {T} do not fit")
+    elif past_key_values is not None:
+        P = _check_past(config, past_key_values, B)
+    if P + T > config.n_positions:
+        raise ValueError(f"past length + new length should be at most n_positions={config.n_positions}. "
+                         f"Received: past {P} + new {T} = {P + T}")
+
+    if attention_mask is not None and tuple(attention_mask.shape) != (B, P + T):
+        raise ValueError(f"`attention_mask` should have shape (batch, past + new) = {(B, P + T)}. "
+                         f"Received: shape={tuple(attention_mask.shape)}")
+    if token_type_ids is not None:
+        if tuple(token_type_ids.shape) != (B, T):
+            raise ValueError(f"`token_type_ids` should have shape {(B, T)}. "
+                             f"Received: shape={tuple(token_type_ids.shape)}")
+        _check_ids("token_type_ids", token_type_ids, config.vocab_size)
+    if position_ids is not None:
+        if position_ids.size(-1) != T or position_ids.size(0) not in (1, B):
+            raise ValueError(f"`position_ids` should have shape (batch or 1, {T}). "
+                             f"Received: shape={tuple(position_ids.shape)}")
+        _check_ids("position_ids", position_ids, config.n_positions)
+    return B, T, P
+
+
+def _check_ids(name, ids, limit):
+    low, high = int(ids.min()), int(ids.max())
+    if low < 0 or high >= limit:
+        raise ValueError(f"`{name}` should lie in [0, {limit}). Received: values from {low} to {high}")
+
+
+def _check_past(config, past_key_values, B):
+    if len(past_key_values) != config.n_layer:
+        raise ValueError(f"`past_key_values` should hold one (key, value) pair per layer ({config.n_layer}). "
+                         f"Received: {len(past_key_values)} entries")
+    P = past_key_values[0][0].size(-2) if past_key_values[0][0].dim() == 4 else -1
+    expected = (B, config.n_head, P, config.head_dim)
+    for i, pair in enumerate(past_key_values):
+        shapes = [tuple(t.shape) for t in pair]
+        if len(shapes) != 2 or any(s != expected for s in shapes):
+            raise ValueError(f"`past_key_values[{i}]` should be (key, value), each of shape (batch, n_head, past, "
+                             f"head_dim) = {expected}. Received: shapes {shapes}")
+    return P
+
+
+# ----------------------------------------------------------------------------------------------- heads
+
+def lm_loss(logits, labels):
+    """Next-token cross entropy: position t predicts labels[t + 1]; -100 marks labels to ignore."""
+    return F.cross_entropy(logits[..., :-1, :].flatten(0, -2).float(), labels[..., 1:].flatten(), ignore_index=-100)
+
+
+def lm_head(config: GPT2Config, wte: nn.Embedding) -> nn.Linear:
+    """The vocabulary projection: wte itself when tied (no weight of its own), else a new initialised one."""
+    if config.tie_word_embeddings:
+        head = nn.Linear(config.n_embd, config.vocab_size, bias=False, device="meta")  # weight replaced next line
+        head.weight = wte.weight
+    else:
+        head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
+        initialise(config, head)
+    return head
+
+
+class GPT2LMHeadModel(GPT2PreTrainedModel):
+    def __init__(self, config: GPT2Config):
+        super().__init__(config)
+        self.transformer = GPT2Model(config)
+        self.lm_head = lm_head(config, self.transformer.wte)
+
+    def forward(self, input_ids=None, past_key_values=None, attention_mask=None, token_type_ids=None,
+                position_ids=None, inputs_embeds=None, labels=None, use_cache=None, output_attentions=None,
+                output_hidden_states=None, return_dict=None):
+        body = self.transformer(input_ids, past_key_values, attention_mask, token_type_ids, position_ids,
+                                inputs_embeds, use_cache, output_attentions, output_hidden_states)
+        logits = self.lm_head(body.last_hidden_state)
+        out = CausalLMOutputWithPast(
+            loss=None if labels is None else lm_loss(logits, labels), logits=logits,
+            past_key_values=body.past_key_values, hidden_states=body.hidden_states, attentions=body.attentions)
+        return out if return_dict is not False else out.to_tuple()
+
+    def generate(self, *args, **kwargs):
+        """Greedy, sampling or beam search decoding; see gpt2_pt.generation.generate."""
+        from .generation import generate
+
+        return generate(self, *args, **kwargs)
+
+
+class SequenceSummary(nn.Module):
+    """One vector per sequence (per choice): the token summary_type picks, projected (summary_* config fields)."""
+
+    def __init__(self, config: GPT2Config):
+        super().__init__()
+        if config.summary_type == "attn":  # transformers has no implementation either
+            raise ValueError("summary_type='attn' is not implemented. Received: summary_type='attn'")
+        self.summary_type = config.summary_type
+        self.summary = nn.Identity()
+        if config.summary_use_proj:
+            n_out = config.num_labels if config.summary_proj_to_labels and config.num_labels > 0 else config.n_embd
+            self.summary = nn.Linear(config.n_embd, n_out)
+        self.activation = torch.tanh if config.summary_activation == "tanh" else (lambda x: x)
+        self.first_dropout = nn.Dropout(config.summary_first_dropout)
+        self.last_dropout = nn.Dropout(config.extra.get("summary_last_dropout", 0.0))
+
+    def forward(self, hidden, cls_index=None):  # hidden: (*lead, T, C)
+        # "first", "last" and "mean" index axis 1, as transformers does: the sequence axis of a (B, T, C) input,
+        # but the choices axis of GPT2DoubleHeadsModel's (B, choices, T, C). Kept so the numbers stay equal.
+        if self.summary_type == "first":
+            x = hidden[:, 0]
+        elif self.summary_type == "last":
+            x = hidden[:, -1]
+        elif self.summary_type == "mean":
+            x = hidden.mean(dim=1)
+        elif cls_index is None:  # cls_index without indices: the last token
+            x = hidden[..., -1, :]
+        else:  # cls_index: (*lead) positions of the classification token
+            index = cls_index[..., None, None].expand(*cls_index.shape, 1, hidden.size(-1))  # (*lead, 1, C)
+            x = hidden.gather(-2, index).squeeze(-2)  # (*lead, C)
+        return self.last_dropout(self.activation(self.summary(self.first_dropout(x))))
+
+
+class GPT2DoubleHeadsModel(GPT2PreTrainedModel):
+    """The LM head plus a multiple-choice head. Inputs are (batch, num_choices, seq)."""
+
+    def __init__(self, config: GPT2Config):
+        # transformers sets num_labels = 1 on the config (one score per choice); we do it on a copy.
+        config = dataclasses.replace(config, num_labels=1, id2label=None, label2id=None)
+        super().__init__(config)
+        self.transformer = GPT2Model(config)
+        self.lm_head = lm_head(config, self.transformer.wte)
+        self.multiple_choice_head = SequenceSummary(config)
+        initialise(config, self.multiple_choice_head)
+
+    def forward(self, input_ids=None, past_key_values=None, attention_mask=None, token_type_ids=None,
+                position_ids=None, inputs_embeds=None, mc_token_ids=None, labels=None, mc_labels=None,
+                use_cache=None, output_attentions=None, output_hidden_states=None, return_dict=None):
+        body = self.transformer(input_ids, past_key_values, attention_mask, token_type_ids, position_ids,
+                                inputs_embeds, use_cache, output_attentions, output_hidden_states)
+        hidden = body.last_hidden_state  # (B, choices, T, C)
+        logits = self.lm_head(hidden)
+        mc_logits = self.multiple_choice_head(hidden, mc_token_ids).squeeze(-1)  # (B, choices)
+        mc_loss = None
+        if mc_labels is not None:
+            mc_loss = F.cross_entropy(mc_logits.view(-1, mc_logits.size(-1)), mc_labels.view(-1))
+        out = GPT2DoubleHeadsModelOutput(
+            loss=None if labels is None else lm_loss(logits, labels), mc_loss=mc_loss, logits=logits,
+            mc_logits=mc_logits, past_key_values=body.past_key_values, hidden_states=body.hidden_states,
+            attentions=body.attentions)
+        return out if return_dict is not False else out.to_tuple()
+
+
+class GPT2ForSequenceClassification(GPT2PreTrainedModel):
+    """Classifies each sequence by its last token that is not `pad_token_id` (left or right padding)."""
+
+    def __init__(self, config: GPT2Config):
+        super().__init__(config)
+        self.num_labels = config.num_labels
+        self.transformer = GPT2Model(config)
+        self.score = nn.Linear(config.n_embd, config.num_labels, bias=False)
+        initialise(config, self.score)
+
+    def forward(self, input_ids=None, past_key_values=None, attention_mask=None, token_type_ids=None,
+                position_ids=None, inputs_embeds=None, labels=None, use_cache=None, output_attentions=None,
+                output_hidden_states=None, return_dict=None):
+        body = self.transformer(input_ids, past_key_values, attention_mask, token_type_ids, position_ids,
+                                inputs_embeds, use_cache, output_attentions, output_hidden_states)
+        hidden = body.last_hidden_state  # (B, T, C)
+        B, T = hidden.shape[:2]
+        pad_token_id = self.config.pad_token_id
+        if pad_token_id is None and B != 1:
+            raise ValueError("A batch of more than one sequence needs `pad_token_id` in the config to find each "
+                             f"sequence's last token. Received: batch size {B}, pad_token_id=None")
+        if pad_token_id is None or input_ids is None:  # inputs_embeds cannot show padding: take the last column
+            last = torch.full((B,), T - 1, device=hidden.device)
+        else:
+            keep = (input_ids != pad_token_id).long()
+            last = (torch.arange(T, device=hidden.device) * keep).argmax(-1)  # the rightmost token kept, else 0
+        logits = self.score(hidden[torch.arange(B, device=hidden.device), last])  # (B, num_labels)
+        out = SequenceClassifierOutputWithPast(
+            loss=None if labels is None else self._loss(logits, labels), logits=logits,
+            past_key_values=body.past_key_values, hidden_states=body.hidden_states, attentions=body.attentions)
+        return out if return_dict is not False else out.to_tuple()
+
+    def _loss(self, logits, labels):
+        problem_type = self.config.problem_type
+        if problem_type is None:  # what transformers infers (it also writes it into the config; we do not)
+            if self.num_labels == 1:
+                problem_type = "regression"
+            elif labels.dtype in (torch.long, torch.int):
+                problem_type = "single_label_classification"
+            else:
+                problem_type = "multi_label_classification"
+        if problem_type == "regression":
+            return F.mse_loss(logits.squeeze(), labels.squeeze()) if self.num_labels == 1 else \
+                F.mse_loss(logits, labels)
+        if problem_type == "single_label_classification":
+            return F.cross_entropy(logits.view(-1, self.num_labels), labels.view(-1))
+        if problem_type == "multi_label_classification":
+            return F.binary_cross_entropy_with_logits(logits, labels)
+        raise ValueError("`problem_type` should be regression, single_label_classification or "
+                         f"multi_label_classification. Received: problem_type={problem_type!r}")
+
+
+class GPT2ForTokenClassification(GPT2PreTrainedModel):
+    def __init__(self, config: GPT2Config):
+        super().__init__(config)
+        self.num_labels = config.num_labels
+        self.transformer = GPT2Model(config)
+        # transformers reads classifier_dropout, then hidden_dropout, else 0.1; both live in config.extra here.
+        dropout = config.extra.get("classifier_dropout")
+        dropout = config.extra.get("hidden_dropout") if dropout is None else dropout
+        self.dropout = nn.Dropout(0.1 if dropout is None else dropout)
+        self.classifier = nn.Linear(config.n_embd, config.num_labels)
+        initialise(config, self.classifier)
+
+    def forward(self, input_ids=None, past_key_values=None, attention_mask=None, token_type_ids=None,
+                position_ids=None, inputs_embeds=None, labels=None, use_cache=None, output_attentions=None,
+                output_hidden_states=None, return_dict=None):
+        body = self.transformer(input_ids, past_key_values, attention_mask, token_type_ids, position_ids,
+                                inputs_embeds, use_cache, output_attentions, output_hidden_states)
+        logits = self.classifier(self.dropout(body.last_hidden_state))  # (B, T, num_labels)
+        loss = None
+        if labels is not None:
+            loss = F.cross_entropy(logits.view(-1, self.num_labels), labels.view(-1))
+        out = TokenClassifierOutput(loss=loss, logits=logits, hidden_states=body.hidden_states,
+                                    attentions=body.attentions)
+        return out if return_dict is not False else out.to_tuple()
+
+
+class GPT2ForQuestionAnswering(GPT2PreTrainedModel):
+    def __init__(self, config: GPT2Config):
+        super().__init__(config)
+        self.num_labels = config.num_labels
+        self.transformer = GPT2Model(config)
+        self.qa_outputs = nn.Linear(config.n_embd, 2)
+        initialise(config, self.qa_outputs)
+
+    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
+                inputs_embeds=None, start_positions=None, end_positions=None, output_attentions=None,
+                output_hidden_states=None, return_dict=None):
+        body = self.transformer(input_ids, None, attention_mask, token_type_ids, position_ids, inputs_embeds,
+                                False, output_attentions, output_hidden_states)
+        start_logits, end_logits = self.qa_outputs(body.last_hidden_state).unbind(-1)  # (B, T) each
+        loss = None
+        if start_positions is not None and end_positions is not None:
+            # Positions outside the sequence are clamped to T, and T is ignored by the loss (as in transformers).
+            T = start_logits.size(1)
+            start = start_positions.reshape(start_positions.size(0)).clamp(0, T)
+            end = end_positions.reshape(end_positions.size(0)).clamp(0, T)
+            loss = (F.cross_entropy(start_logits, start, ignore_index=T) +
+                    F.cross_entropy(end_logits, end, ignore_index=T)) / 2
+        out = QuestionAnsweringModelOutput(loss=loss, start_logits=start_logits.contiguous(),
+                                           end_logits=end_logits.contiguous(), hidden_states=body.hidden_states,
+                                           attentions=body.attentions)
+        return out if return_dict is not False else out.to_tuple()

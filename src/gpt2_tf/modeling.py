@@ -562,6 +562,12 @@ class TFGPT2LMHeadModel(TFGPT2PreTrainedModel):
             past_key_values=body.past_key_values, hidden_states=body.hidden_states, attentions=body.attentions)
         return out if return_dict is not False else out.to_tuple()
 
+    def generate(self, *args, **kwargs):
+        """Greedy, sampling or beam search decoding; see gpt2_tf.generation.generate."""
+        from .generation import generate
+
+        return generate(self, *args, **kwargs)
+
 
 class SequenceSummary(keras.layers.Layer):
     """One vector per sequence (per choice): the token summary_type picks, projected (summary_* config fields)."""

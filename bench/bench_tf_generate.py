@@ -1,0 +1,191 @@
+"""TensorFlow generate vs transformers-TF 4.57's XLA generate: gpt2-small shape, random weights, fp32, one thread.
+
+Both load the same tf_model.h5 (written by our save_pretrained in a temporary directory) and decode the same
+prompt greedily (16 tokens + 64 new, batch 1); each side's generate is timed alternately, round by round, never at
+the same time. Prints tok/s of each, the ratio, whether the tokens agree, and each side's first-call time (trace
+and compile). Our decoder also runs without XLA ("graph": tf.function) and eagerly, for the record.
+transformers 4.57 is the last release with TF models and needs tf-keras, so it runs in its own venv (/tmp/tf457,
+see below) as a worker subprocess.
+
+    python bench/bench_tf_generate.py [--rounds 3] [--new-tokens 64] [--prompt-tokens 16] [--threads 1]
+                                      [--modes xla,graph,eager] [--ref-modes xla[,eager]] [--batch 1]
+
+The reference venv:
+    python3 -m venv /tmp/tf457
+    /tmp/tf457/bin/pip install transformers==4.57.6 tf-keras tensorflow-cpu==2.21.0 h5py numpy
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+REFERENCE_PYTHON = "/tmp/tf457/bin/python"
+MODES = ("xla", "graph", "eager")
+
+
+def set_threads(n):
+    import tensorflow as tf
+
+    tf.config.threading.set_intra_op_parallelism_threads(n)
+    tf.config.threading.set_inter_op_parallelism_threads(n)
+
+
+def prompt(args):
+    import numpy as np
+
+    return np.random.default_rng(0).integers(0, 50257, size=(args.batch, args.prompt_tokens)).astype("int32")
+
+
+def generate_kwargs(args):
+    # min_new_tokens: every run makes exactly new_tokens tokens, whatever the random weights predict
+    return dict(max_new_tokens=args.new_tokens, min_new_tokens=args.new_tokens, do_sample=False, pad_token_id=0)
+
+
+def timed(run):
+    start = time.perf_counter()
+    out = run()
+    return time.perf_counter() - start, out
+
+
+def worker(args):
+    """transformers-TF 4.57 under /tmp/tf457's python: reads mode lines ("xla" or "eager"), answers the seconds of
+    one generate call, the first call's seconds for that mode, and the tokens."""
+    set_threads(args.threads)
+    import tensorflow as tf
+    from transformers import TFGPT2LMHeadModel
+
+    model = TFGPT2LMHeadModel.from_pretrained(args.worker_weights, use_safetensors=False)
+    ids = tf.constant(prompt(args))
+    kwargs = dict(generate_kwargs(args), attention_mask=tf.ones_like(ids))
+    runners, first = {}, {}
+    print(json.dumps({"ready": True}), flush=True)
+    for line in sys.stdin:
+        mode = line.strip()
+        if mode not in runners:
+            generate = tf.function(model.generate, jit_compile=True) if mode == "xla" else model.generate
+            runners[mode] = lambda generate=generate: generate(ids, **kwargs).numpy()
+            first[mode], _ = timed(runners[mode])
+        seconds, out = timed(runners[mode])
+        print(json.dumps({"seconds": seconds, "first": first[mode], "tokens": out.tolist()}), flush=True)
+
+
+class Worker:
+    def __init__(self, weights, args):
+        self.process = subprocess.Popen(
+            [REFERENCE_PYTHON, os.path.abspath(__file__), "--worker-weights", weights, "--threads", str(args.threads),
+             "--new-tokens", str(args.new_tokens), "--prompt-tokens", str(args.prompt_tokens),
+             "--batch", str(args.batch)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, stderr=subprocess.DEVNULL,
+            env={**os.environ, "PYTHONPATH": ""})
+        json.loads(self.process.stdout.readline())  # loaded
+
+    def run(self, mode):
+        self.process.stdin.write(mode + "\n")
+        self.process.stdin.flush()
+        return json.loads(self.process.stdout.readline())
+
+    def close(self):
+        self.process.stdin.close()
+        self.process.wait()
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--prompt-tokens", type=int, default=16)
+    parser.add_argument("--new-tokens", type=int, default=64)
+    parser.add_argument("--batch", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--modes", default=",".join(MODES), help="our execution modes to time")
+    parser.add_argument("--ref-modes", default="xla", help="transformers-TF modes to time: xla, eager")
+    parser.add_argument("--worker-weights", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker_weights:
+        return worker(args)
+
+    set_threads(args.threads)
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    from gpt2_core import GPT2Config
+    from gpt2_tf import TFGPT2LMHeadModel
+
+    modes = [m for m in args.modes.split(",") if m]
+    ref_modes = [m for m in args.ref_modes.split(",") if m]
+    with tempfile.TemporaryDirectory() as weights:
+        keras.utils.set_random_seed(0)
+        TFGPT2LMHeadModel(GPT2Config()).save_pretrained(weights)
+        model = TFGPT2LMHeadModel.from_pretrained(weights)
+        ids = tf.constant(prompt(args))
+        reference = None
+        if os.path.exists(REFERENCE_PYTHON):
+            reference = Worker(weights, args)
+        else:
+            print(f"reference venv absent ({REFERENCE_PYTHON}); create it with:\n"
+                  "  python3 -m venv /tmp/tf457\n"
+                  "  /tmp/tf457/bin/pip install transformers==4.57.6 tf-keras tensorflow-cpu==2.21.0 h5py numpy\n")
+            ref_modes = []
+
+        def ours(mode):
+            return lambda: model.generate(ids, execution=mode, **generate_kwargs(args)).numpy()
+
+        # The floor: batch-1 decoding reads every weight once per token, so summing the weight arrays (numpy, one
+        # thread, no other arithmetic) bounds what any fp32 decoder reaches on this machine right now.
+        arrays = [w.numpy() for w in model.weights]
+
+        def read_weights():
+            return sum(float(a.sum()) for a in arrays)
+
+        floor_times = []
+        first, times, tokens = {}, {}, {}
+        for mode in modes:
+            first[mode], tokens[mode] = timed(ours(mode))  # trace / compile outside the timing
+            times[mode] = []
+        ref_first, ref_times, ref_tokens = {}, {m: [] for m in ref_modes}, {}
+        for _ in range(args.rounds):
+            floor_times.append(timed(read_weights)[0])
+            for mode in modes:
+                times[mode].append(timed(ours(mode))[0])
+            for mode in ref_modes:
+                answer = reference.run(mode)
+                ref_times[mode].append(answer["seconds"])
+                ref_first[mode], ref_tokens[mode] = answer["first"], np.array(answer["tokens"])
+        if reference is not None:
+            reference.close()
+
+    new = args.batch * args.new_tokens
+    rate = {m: new / statistics.median(t) for m, t in times.items()}
+    ref_rate = {m: new / statistics.median(t) for m, t in ref_times.items()}
+    print(f"gpt2-small random weights, fp32, {args.threads} thread(s), batch {args.batch}, prompt "
+          f"{args.prompt_tokens} + {args.new_tokens} new tokens, greedy; median of {args.rounds} rounds; "
+          f"tensorflow {tf.__version__}")
+    # the first call traces and compiles, then decodes: what it took beyond a timed call is the compile time
+    print(f"{'':22s} {'tok/s':>7s} {'first call (s)':>15s} {'compile (s)':>12s}")
+    for mode in modes:
+        print(f"{'gpt2_tf ' + mode:22s} {rate[mode]:7.1f} {first[mode]:15.1f} "
+              f"{first[mode] - statistics.median(times[mode]):12.1f}")
+    for mode in ref_modes:
+        print(f"{'transformers-TF ' + mode:22s} {ref_rate[mode]:7.1f} {ref_first[mode]:15.1f} "
+              f"{ref_first[mode] - statistics.median(ref_times[mode]):12.1f}")
+    floor, nbytes = statistics.median(floor_times), sum(a.nbytes for a in arrays)
+    print(f"{'ceiling: weights read':22s} {args.batch / floor:7.1f}  (numpy sums all {nbytes / 1e6:.0f} MB of weights "
+          f"at {nbytes / floor / 1e9:.1f} GB/s: one read per token, no arithmetic)")
+    for mode in modes:
+        for ref_mode in ref_modes:
+            same = np.array_equal(tokens[mode], ref_tokens[ref_mode])
+            print(f"ratio gpt2_tf {mode} / transformers-TF {ref_mode}: {rate[mode] / ref_rate[ref_mode]:.2f}x "
+                  f"(same tokens: {same})")
+
+
+if __name__ == "__main__":
+    main()

@@ -92,7 +92,7 @@ def main():
         print(f"  time      ours {t_ours:6.2f} s   transformers {t_ref:6.2f} s   ratio {t_ref / t_ours:5.2f}x")
         print(f"  peak anon ours {m_ours:6.0f} MB  transformers {m_ref:6.0f} MB  ratio {m_ref / max(m_ours, 1):5.2f}x")
 
-        from conftest import openai_variables, save_tf1_checkpoint
+        from convert_utils import openai_variables, save_tf1_checkpoint
 
         release = os.path.join(root, "openai")
         os.makedirs(release)

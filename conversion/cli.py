@@ -12,8 +12,9 @@ import os
 import sys
 import time
 
+from gpt2_core.dtypes import DTYPES
+
 from .converter import DEFAULT_SHARD_SIZE, FORMATS, convert
-from .dtypes import DTYPES
 
 EPILOG = """\
 SRC is a transformers model directory (model.safetensors, sharded safetensors + index, pytorch_model.bin,

@@ -11,22 +11,20 @@ leaves no DST (and no temp directory); an existing DST is replaced only with `fo
 from __future__ import annotations
 
 import contextlib
-import copy
 import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
 from tqdm.auto import tqdm
 
-from gpt2_core import checkpoint, layouts
+from gpt2_core import checkpoint, layouts, pretrained
+from gpt2_core.dtypes import DTYPES, dtype_name
 from gpt2_core.generation import GenerationConfig
 
 from . import writers
-from .dtypes import DTYPES, cast, is_bfloat16
 from .sources import GENERATION_CONFIG, Source, open_source
 from .tokenizer_files import write_tokenizer_files
 
@@ -75,7 +73,8 @@ def convert(src: str | os.PathLike, dst: str | os.PathLike, *, format: str = "sa
         raise FileExistsError(f"{dst}: already exists (pass --force to replace it)")
     _refuse_overlap(src, dst)
     source = open_source(src, **hub_kwargs)
-    dtype = dtype or source.stored_dtype
+    if dtype is None and _stored_dtype(source) == "bfloat16":
+        dtype = "bfloat16"  # a no-op cast, but it lets the checks below refuse --format tf
     _check_options(format, dtype)
     parent = os.path.dirname(dst)
     created = _missing_ancestors(parent)  # removed again if the conversion fails
@@ -145,15 +144,15 @@ def _write_all(source: Source, directory: str, *, format: str, dtype: str | None
     config = _output_config(source, dtype)
     _guarded(os.path.join(directory, "config.json"), config.save_pretrained, directory)
     tensors = _file_tensors(source, format)
-    nbytes = sum(writers.output_nbytes(a, dtype) for _, a in tensors)
+    nbytes = sum(checkpoint.stored_nbytes(a, dtype) for a in tensors.values())
     # None lets tqdm decide (no bar when stderr is not a terminal); small models convert too fast to need one.
     disable = (None if nbytes >= _PROGRESS_MIN_BYTES else True) if progress is None else not progress
     with tqdm(total=len(tensors), unit="tensor", desc="converting", disable=disable, leave=False) as bar:
         weight_files = _write_weights(directory, tensors, format=format, dtype=dtype, max_bytes=max_bytes,
                                       model_class="TF" + layouts.MODEL_CLASSES[source.head],
-                                      on_tensor=lambda: bar.update(1))
+                                      on_tensor=lambda name: bar.update(1))
     files = list(weight_files)
-    if source.head in ("lm", "double_heads"):  # the classes that can generate, as transformers decides
+    if source.head in pretrained.GENERATING_HEADS:  # the classes that can generate, as transformers decides
         path = os.path.join(directory, GENERATION_CONFIG)
         if GENERATION_CONFIG in source.side_files:
             _guarded(path, shutil.copyfile, source.side_files[GENERATION_CONFIG], path)
@@ -172,52 +171,35 @@ def _write_all(source: Source, directory: str, *, format: str, dtype: str | None
 
 
 def _output_config(source: Source, dtype: str | None):
-    config = copy.deepcopy(source.config)
-    config.architectures = [layouts.MODEL_CLASSES[source.head]]
-    stored = dtype or _stored_dtype(source)
-    config.extra["dtype"] = stored  # transformers 5 reads "dtype"; older versions "torch_dtype"
-    if "torch_dtype" in config.extra:
-        config.extra["torch_dtype"] = stored
-    return config
+    return pretrained.config_for_saving(source.config, layouts.MODEL_CLASSES[source.head],
+                                        dtype or _stored_dtype(source))
 
 
 def _stored_dtype(source: Source) -> str:
-    wte = source.state["transformer.wte.weight"]
-    return "bfloat16" if is_bfloat16(wte) else wte.dtype.name
+    return dtype_name(source.state["transformer.wte.weight"])
 
 
-def _file_tensors(source: Source, format: str) -> list[tuple[str, np.ndarray]]:
+def _file_tensors(source: Source, format: str) -> dict[str, np.ndarray]:
     layout = "hf_tf" if format == "tf" else "hf_pt"
     try:
-        return list(layouts.from_canonical(source.state, layout, model_class=source.head).items())
+        return layouts.from_canonical(source.state, layout, model_class=source.head)
     except ValueError as e:
         raise ValueError(f"{source.weights}: cannot be written as {format}: {e}") from e
 
 
 def _write_weights(directory, tensors, *, format, dtype, max_bytes, model_class, on_tensor) -> list[str]:
+    """Stream the tensors into DST's weight files, cast on the way; returns the file names."""
     if format == "tf":
-        path = os.path.join(directory, "tf_model.h5")
-        _guarded(path, checkpoint.write_tf_h5, _LazyCast(tensors, dtype, on_tensor), path, model_class)
-        return ["tf_model.h5"]
-    return _guarded(directory, writers.write_sharded, directory, tensors, kind=format, dtype=dtype,
-                    max_bytes=max_bytes, on_tensor=on_tensor)
-
-
-class _LazyCast(Mapping):
-    """name -> tensor, cast when read: the h5 writer reads one at a time, so one cast copy is alive at once."""
-
-    def __init__(self, tensors, dtype, on_read):
-        self._arrays, self._dtype, self._on_read = dict(tensors), dtype, on_read
-
-    def __getitem__(self, name):
-        self._on_read()
-        return cast(self._arrays[name], self._dtype, name)
-
-    def __iter__(self):
-        return iter(self._arrays)
-
-    def __len__(self):
-        return len(self._arrays)
+        path = os.path.join(directory, checkpoint.TF2_WEIGHTS_NAME)
+        written = [_guarded(path, checkpoint.write_tf_h5, tensors, path, model_class, dtype=dtype,
+                            on_tensor=on_tensor)]
+    elif format == "safetensors":
+        written = _guarded(directory, checkpoint.save_weights, tensors, directory, max_shard_size=max_bytes,
+                           dtype=dtype, on_tensor=on_tensor)
+    else:
+        written = _guarded(directory, writers.save_torch_bins, tensors, directory, dtype=dtype, max_bytes=max_bytes,
+                           on_tensor=on_tensor)
+    return [os.path.basename(path) for path in written]
 
 
 def _guarded(path: str, fn, *args, **kwargs):

@@ -11,7 +11,6 @@ Either way the tensors are renamed to canonical names by the layout tables and c
 from __future__ import annotations
 
 import glob
-import json
 import logging
 import os
 import re
@@ -22,8 +21,9 @@ import numpy as np
 from gpt2_core import checkpoint, hub, layouts
 from gpt2_core.checkpoint import CheckpointError
 from gpt2_core.config import GPT2Config
+from gpt2_core.dtypes import BF16Array
+from gpt2_core.io_utils import read_json_object
 
-from .dtypes import from_torch
 from .tf1_bundle import TF1Bundle, UnsupportedBundleError
 from .tokenizer_files import COPIED, eos_id
 
@@ -45,7 +45,6 @@ class Source:
     head: str                           # a key of layouts.HEADS
     state: dict[str, np.ndarray]        # canonical names, in model order; tied lm_head left out
     side_files: dict[str, str] = field(default_factory=dict)  # tokenizer / generation config name -> path
-    stored_dtype: str | None = None     # the file's dtype where the reader changed it (bfloat16 read as float32)
 
     @property
     def num_parameters(self) -> int:
@@ -68,13 +67,10 @@ def _open_transformers(src: str, **hub_kwargs) -> Source:
     config = GPT2Config.from_pretrained(src, **hub_kwargs)
     files = checkpoint.find_weights(src, **hub_kwargs)
     weights = ", ".join(files.paths)
-    stored_dtype = None
     if files.kind.startswith("pytorch_bin"):
         arrays, layout = _read_torch_bins(files), "hf_pt"
-    else:
-        arrays, layout = checkpoint.read_weights(files)
-        if files.kind.startswith("safetensors") and _all_bfloat16(files.paths):
-            stored_dtype = "bfloat16"  # read_weights upcasts it (exactly); without --dtype DST stays bfloat16
+    else:  # bfloat16 stays bfloat16 (as its bits): without --dtype DST keeps SRC's dtype
+        arrays, layout = checkpoint.read_weights(files, bf16="bits")
     side = {}
     for name in (*COPIED, GENERATION_CONFIG):
         try:
@@ -83,15 +79,7 @@ def _open_transformers(src: str, **hub_kwargs) -> Source:
             path = None
         if path is not None:
             side[name] = path
-    source = _checked(src, weights, config, arrays, layout, side)
-    source.stored_dtype = stored_dtype
-    return source
-
-
-def _all_bfloat16(paths) -> bool:
-    kinds = {entry["dtype"] for path in paths for entry in checkpoint.read_safetensors_header(path)[0].values()
-             if entry["dtype"] in ("F64", "F32", "F16", "BF16")}
-    return kinds == {"BF16"}
+    return _checked(src, weights, config, arrays, layout, side)
 
 
 def _read_torch_bins(files: checkpoint.WeightFiles) -> dict[str, np.ndarray]:
@@ -108,8 +96,17 @@ def _read_torch_bins(files: checkpoint.WeightFiles) -> dict[str, np.ndarray]:
                 raise
             return torch.load(path, map_location="cpu", weights_only=True)
 
-    # from_torch keeps bfloat16 (core's default conversion upcasts it to float32)
-    return checkpoint.state_from_torch_bin(files.paths, load, convert=from_torch, index=files.index)
+    # bfloat16 kept as its bits (core's default conversion upcasts it to float32)
+    return checkpoint.state_from_torch_bin(files.paths, load, convert=_from_torch, index=files.index)
+
+
+def _from_torch(tensor) -> np.ndarray:
+    """A CPU torch tensor as a numpy array sharing its memory (bfloat16 as a BF16Array of its bits)."""
+    import torch
+
+    if tensor.dtype == torch.bfloat16:
+        return tensor.view(torch.int16).numpy().view(BF16Array)
+    return tensor.numpy()
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -132,13 +129,7 @@ def _open_openai(src: str) -> Source:
 
 def read_hparams(path: str) -> GPT2Config:
     """GPT2Config of an OpenAI release's hparams.json ({n_vocab, n_ctx, n_embd, n_head, n_layer})."""
-    try:
-        with open(path, encoding="utf-8") as f:
-            hparams = json.load(f)
-    except ValueError as e:
-        raise ValueError(f"{path}: not valid JSON ({e})") from e
-    if not isinstance(hparams, dict):
-        raise ValueError(f"{path}: should hold a JSON object, found {type(hparams).__name__}")
+    hparams = read_json_object(path)
     for key in HPARAMS_FIELDS:
         value = hparams.get(key)
         if isinstance(value, bool) or not isinstance(value, int) or value <= 0:

@@ -9,11 +9,11 @@ one our tokenizer (and transformers) reads.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import tempfile
 
+from gpt2_core.io_utils import read_json_object
 from gpt2_core.tokenizer import GPT2Tokenizer
 
 COPIED = ("vocab.json", "merges.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
@@ -27,11 +27,10 @@ MERGES_HEADER = b"#version: 0.2\n"
 def eos_id(encoder_json: str) -> int | None:
     """The id of <|endoftext|> in an encoder.json / vocab.json, or None."""
     try:
-        with open(encoder_json, encoding="utf-8") as f:
-            vocab = json.load(f)
+        vocab = read_json_object(encoder_json)
     except (OSError, ValueError) as e:
         raise ValueError(f"{encoder_json}: cannot read the vocabulary ({e})") from e
-    value = vocab.get(EOS) if isinstance(vocab, dict) else None
+    value = vocab.get(EOS)
     return value if isinstance(value, int) else None
 
 

@@ -21,11 +21,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from gpt2_core import layouts
+from gpt2_core import checkpoint, layouts
+from gpt2_core.dtypes import cast
 from gpt2_core.parity import PARITY_RTOL  # max |a - b| <= PARITY_RTOL * max |reference|
-
-from . import writers
-from .dtypes import cast
 
 logger = logging.getLogger(__name__)
 
@@ -231,6 +229,6 @@ def _reference_dir(source, state, parent: str) -> str:
     os.makedirs(directory)
     config = source.config
     config.save_pretrained(directory)
-    tensors = list(layouts.from_canonical(state, "hf_pt", model_class=source.head).items())
-    writers.write_safetensors(os.path.join(directory, "model.safetensors"), tensors, metadata={"format": "pt"})
+    tensors = layouts.from_canonical(state, "hf_pt", model_class=source.head)
+    checkpoint.write_safetensors(tensors, os.path.join(directory, checkpoint.SAFE_WEIGHTS_NAME))
     return directory

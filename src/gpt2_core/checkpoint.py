@@ -23,6 +23,7 @@ from typing import Any, Callable, Iterable, Mapping
 import numpy as np
 
 from . import hub, layouts
+from .dtypes import BF16Array, bfloat16_bits, bfloat16_to_float32, cast, is_bfloat16
 from .io_utils import atomic_path, atomic_write_text
 
 logger = logging.getLogger(__name__)
@@ -131,14 +132,18 @@ def weight_files(path) -> WeightFiles:
 
 # ---------------------------------------------------------------------------------------------------------------
 # Reading
-def read_weights(files: WeightFiles | str | os.PathLike) -> tuple[dict[str, np.ndarray], str]:
+def read_weights(files: WeightFiles | str | os.PathLike, *, bf16: str = "float32"
+                 ) -> tuple[dict[str, np.ndarray], str]:
     """Read every tensor of `files` (or of one file, or a local model directory) -> (arrays under the file's names,
     layout name).
 
     safetensors are memory-mapped (copy-on-write: the arrays are writable, the file is never modified, and pages
-    are read only when touched); bfloat16 tensors are upcast to float32, since numpy has no bfloat16.
-    tf_model.h5 datasets are memory-mapped too when stored contiguously. pytorch_model.bin raises NeedsTorch.
+    are read only when touched). numpy has no bfloat16: `bf16="float32"` upcasts bfloat16 tensors (exactly, a
+    copy), `bf16="bits"` returns them as `dtypes.BF16Array` views of the file (no copy; a backend views them as its
+    own bfloat16). tf_model.h5 datasets are memory-mapped too when stored contiguously. pytorch_model.bin raises
+    NeedsTorch.
     """
+    _check_bf16(bf16)
     if not isinstance(files, WeightFiles):
         files = find_weights(files) if os.path.isdir(files) else weight_files(files)
     if files.kind.startswith("pytorch_bin"):
@@ -146,12 +151,20 @@ def read_weights(files: WeightFiles | str | os.PathLike) -> tuple[dict[str, np.n
                          "without torch; load it through gpt2_pt (or read it with checkpoint.state_from_torch_bin), "
                          "or convert it to model.safetensors")
     if files.kind == "safetensors":
-        return read_safetensors(files.paths[0]), "hf_pt"
+        return read_safetensors(files.paths[0], bf16=bf16), "hf_pt"
     if files.kind == "safetensors_sharded":
-        return _read_sharded(files), "hf_pt"
+        return _read_sharded(files, bf16), "hf_pt"
     if files.kind == "tf_h5":
         return read_tf_h5(files.paths[0]), "hf_tf"
     raise ValueError(f"`files.kind` should be one of {', '.join(LAYOUT_OF_KIND)}. Received: {files.kind!r}")
+
+
+BF16_MODES = ("float32", "bits")  # how readers hand out bfloat16 tensors: upcast, or BF16Array views
+
+
+def _check_bf16(bf16: str) -> None:
+    if bf16 not in BF16_MODES:
+        raise ValueError(f"`bf16` should be one of {', '.join(BF16_MODES)}. Received: bf16={bf16!r}")
 
 
 # safetensors dtype codes -> numpy dtypes (little-endian). BF16 has no numpy dtype: it is read as uint16 bits.
@@ -160,6 +173,7 @@ _ST_DTYPES = {
     "U64": "<u8", "U32": "<u4", "U16": "<u2", "U8": "u1", "BOOL": "?",
 }
 _NP_TO_ST = {np.dtype(v).newbyteorder("="): k for k, v in _ST_DTYPES.items() if k != "BF16"}
+_CAST_TO_ST = {"float32": "F32", "float16": "F16", "bfloat16": "BF16"}
 _MAX_HEADER = 100 * 1024 * 1024  # the safetensors format's own limit
 
 
@@ -214,8 +228,10 @@ def _entry_problem(entry, data_size: int) -> str | None:
     return None
 
 
-def read_safetensors(path, names: Iterable[str] | None = None) -> dict[str, np.ndarray]:
-    """Every tensor of a safetensors file (or only `names`) as numpy arrays memory-mapped from the file."""
+def read_safetensors(path, names: Iterable[str] | None = None, *, bf16: str = "float32") -> dict[str, np.ndarray]:
+    """Every tensor of a safetensors file (or only `names`) as numpy arrays memory-mapped from the file (bfloat16:
+    see `read_weights`)."""
+    _check_bf16(bf16)
     path = os.fspath(path)
     header, _, data_start = read_safetensors_header(path)
     if names is not None:
@@ -233,14 +249,9 @@ def read_safetensors(path, names: Iterable[str] | None = None) -> dict[str, np.n
         begin, end = entry["data_offsets"]
         array = buffer[begin:end].view(_ST_DTYPES[entry["dtype"]]).reshape(entry["shape"])
         if entry["dtype"] == "BF16":
-            array = bf16_to_float32(array)
+            array = array.view(BF16Array) if bf16 == "bits" else bfloat16_to_float32(array)
         out[name] = array
     return out
-
-
-def bf16_to_float32(bits: np.ndarray) -> np.ndarray:
-    """bfloat16 stored as uint16 -> float32: bfloat16 is the top half of a float32, so the upcast is exact."""
-    return (bits.astype(np.uint32) << 16).view(np.float32)
 
 
 def read_index(path) -> dict[str, Any]:
@@ -268,7 +279,7 @@ def _shard_names(index: dict[str, Any]) -> list[str]:
     return sorted(set(index["weight_map"].values()))
 
 
-def _read_sharded(files: WeightFiles) -> dict[str, np.ndarray]:
+def _read_sharded(files: WeightFiles, bf16: str) -> dict[str, np.ndarray]:
     if files.index is None:
         raise ValueError("A sharded WeightFiles needs `index`, the path of its index json. Received: index=None")
     index = read_index(files.index)
@@ -279,7 +290,7 @@ def _read_sharded(files: WeightFiles) -> dict[str, np.ndarray]:
         path = by_file.get(os.path.basename(shard))
         if path is None or not os.path.isfile(path):
             raise CheckpointError(files.index, f"lists shard {shard!r}, which is missing")
-        arrays = read_safetensors(path)
+        arrays = read_safetensors(path, bf16=bf16)
         for name, array in arrays.items():
             if name in out:
                 raise CheckpointError(path, f"holds {name!r}, which {where[name]} holds too")
@@ -423,33 +434,61 @@ def _torch_to_numpy(value):
 
 # ---------------------------------------------------------------------------------------------------------------
 # Writing
-def write_safetensors(state: Mapping[str, np.ndarray], path, metadata: Mapping[str, str] | None = None) -> str:
+def stored_dtype(array, dtype: str | None = None) -> str:
+    """The safetensors dtype code ("F32", "BF16", ...) `array` is written as once floating tensors are cast to
+    `dtype` (None keeps them). Nothing is cast to find out. Raises ValueError for a dtype safetensors cannot hold."""
+    if is_bfloat16(array):
+        kind = "BF16"
+    else:
+        kind = _NP_TO_ST.get(np.dtype(array.dtype).newbyteorder("="))
+        if kind is None:
+            raise ValueError(f"dtype {array.dtype} cannot be stored in safetensors")
+    if dtype is not None and kind in ("F64", "F32", "F16", "BF16"):
+        if dtype not in _CAST_TO_ST:
+            raise ValueError(f"`dtype` should be one of {', '.join(_CAST_TO_ST)}. Received: dtype={dtype!r}")
+        kind = _CAST_TO_ST[dtype]
+    return kind
+
+
+def stored_nbytes(array, dtype: str | None = None) -> int:
+    """Bytes `array` takes in a safetensors file once cast to `dtype` (see `stored_dtype`)."""
+    return int(np.prod(np.shape(array), dtype=np.int64)) * np.dtype(_ST_DTYPES[stored_dtype(array, dtype)]).itemsize
+
+
+def write_safetensors(state: Mapping[str, np.ndarray], path, metadata: Mapping[str, str] | None = None, *,
+                      dtype: str | None = None, on_tensor: Callable[[str], None] | None = None) -> str:
     """Write `state` as one safetensors file, atomically (a reader never sees a partial file).
 
-    `metadata` defaults to {"format": "pt"}, which transformers expects. Tensors are streamed one at a time, so
-    writing needs no second copy of the model in memory.
+    Streams: the header needs only names, shapes and dtypes, so it is written first; then each tensor is read (a
+    memory map pages it in), cast to `dtype` when given (floating tensors only: "float32", "float16", "bfloat16"),
+    written and dropped. Peak memory stays near one tensor whatever the model's size. bfloat16 tensors are
+    `dtypes.BF16Array` bits or ml_dtypes arrays. `metadata` defaults to {"format": "pt"}, which transformers
+    expects. `on_tensor(name)` is called after each tensor (a progress bar).
     """
     path = os.fspath(path)
     metadata = {"format": "pt"} if metadata is None else dict(metadata)
     if not all(isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()):
         raise ValueError(f"`metadata` should map strings to strings. Received: metadata={metadata!r}")
-    arrays = {}
+    entries = {}
     for name, value in state.items():
         if not isinstance(name, str):
             raise ValueError(f"Tensor names should be strings. Received: {name!r}")
-        array = np.asarray(value)
-        if array.dtype.newbyteorder("=") not in _NP_TO_ST:
-            raise ValueError(f"{name!r} has dtype {array.dtype}, which safetensors cannot store from numpy")
-        arrays[name] = array
+        array = np.asanyarray(value)
+        try:
+            kind = stored_dtype(array, dtype)
+        except ValueError as e:
+            raise ValueError(f"{name!r}: {e}") from e
+        entries[name] = (kind, list(array.shape))
+    itemsize = {kind: np.dtype(code).itemsize for kind, code in _ST_DTYPES.items()}
     # Widest dtypes first, then by name (as the safetensors library does): every tensor starts aligned.
-    order = sorted(arrays, key=lambda n: (-arrays[n].dtype.itemsize, n))
+    order = sorted(entries, key=lambda n: (-itemsize[entries[n][0]], n))
     header: dict[str, Any] = {"__metadata__": metadata} if metadata else {}
     offset = 0
     for name in order:
-        array = arrays[name]
-        header[name] = {"dtype": _NP_TO_ST[array.dtype.newbyteorder("=")], "shape": list(array.shape),
-                        "data_offsets": [offset, offset + array.nbytes]}
-        offset += array.nbytes
+        kind, shape = entries[name]
+        nbytes = int(np.prod(shape, dtype=np.int64)) * itemsize[kind]
+        header[name] = {"dtype": kind, "shape": shape, "data_offsets": [offset, offset + nbytes]}
+        offset += nbytes
     raw = json.dumps(header, separators=(",", ":")).encode("utf-8")
     raw += b" " * (-len(raw) % 8)  # the data must start 8-byte aligned
     with atomic_path(path) as tmp:
@@ -457,9 +496,17 @@ def write_safetensors(state: Mapping[str, np.ndarray], path, metadata: Mapping[s
             f.write(struct.pack("<Q", len(raw)))
             f.write(raw)
             for name in order:
-                array = np.ascontiguousarray(arrays[name], dtype=arrays[name].dtype.newbyteorder("<"))
-                f.write(memoryview(array.reshape(-1).view(np.uint8)))
+                f.write(_raw_bytes(cast(np.asanyarray(state[name]), dtype, name)))
+                if on_tensor is not None:
+                    on_tensor(name)
     return path
+
+
+def _raw_bytes(array) -> memoryview:
+    """The tensor's bytes as safetensors stores them: C order, little-endian (no copy when already so)."""
+    data = bfloat16_bits(array) if is_bfloat16(array) else np.asarray(array)
+    data = np.ascontiguousarray(data, dtype=data.dtype.newbyteorder("<"))
+    return memoryview(data.reshape(-1).view(np.uint8))
 
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]i?b|b)?\s*$", re.IGNORECASE)
@@ -480,44 +527,65 @@ def parse_size(size: int | str) -> int:
     return int(float(match[1]) * _UNITS[(match[2] or "b").lower()])
 
 
+def plan_shards(state: Mapping[str, np.ndarray], limit: int, *, dtype: str | None = None) -> list[list[str]]:
+    """Split the names of `state`, in order, into shards of at most `limit` bytes once cast to `dtype` (a tensor
+    larger than the limit gets a shard of its own). Always at least one shard."""
+    shards: list[list[str]] = [[]]
+    size = 0
+    for name, array in state.items():
+        nbytes = stored_nbytes(np.asanyarray(array), dtype)
+        if shards[-1] and size + nbytes > limit:
+            shards.append([])
+            size = 0
+        shards[-1].append(name)
+        size += nbytes
+    return shards
+
+
+def shard_filenames(filename: str, count: int) -> list[str]:
+    """[filename] for one shard, else transformers' names: model.safetensors -> model-00001-of-00003.safetensors."""
+    if count == 1:
+        return [filename]
+    stem, ext = filename.split(".", 1)
+    return [f"{stem}-{i:05d}-of-{count:05d}.{ext}" for i in range(1, count + 1)]
+
+
+def write_index(path, state: Mapping[str, np.ndarray], shards: list[list[str]], filenames: list[str], *,
+                dtype: str | None = None) -> str:
+    """The index json of a sharded checkpoint (transformers' `metadata` and sorted `weight_map`), atomically."""
+    arrays = [np.asanyarray(a) for a in state.values()]
+    index = {"metadata": {"total_parameters": int(sum(a.size for a in arrays)),
+                          "total_size": int(sum(stored_nbytes(a, dtype) for a in arrays))},
+             "weight_map": dict(sorted((name, filename) for names, filename in zip(shards, filenames)
+                                       for name in names))}
+    atomic_write_text(path, json.dumps(index, indent=2, sort_keys=True) + "\n")
+    return os.fspath(path)
+
+
 _OUR_FILES = re.compile(r"model(-\d{5}-of-\d{5})?\.safetensors(\.index\.json)?")
 
 
 def save_weights(state: Mapping[str, np.ndarray], directory, *, max_shard_size: int | str = "5GB",
-                 metadata: Mapping[str, str] | None = None) -> list[str]:
+                 metadata: Mapping[str, str] | None = None, dtype: str | None = None,
+                 on_tensor: Callable[[str], None] | None = None) -> list[str]:
     """Save `state` as model.safetensors, or as shards plus model.safetensors.index.json when it passes
     `max_shard_size` (shards filled in order; a tensor larger than the limit gets a shard of its own).
 
-    Files of an earlier save that the new one does not use are removed, so a directory never holds both a
-    stale model.safetensors and a new sharded checkpoint. Returns the paths written (index last).
+    Tensors stream one at a time (see `write_safetensors`, which also explains `dtype` and `on_tensor`). Files of
+    an earlier save that the new one does not use are removed, so a directory never holds both a stale
+    model.safetensors and a new sharded checkpoint. Returns the paths written (index last).
     """
     limit = parse_size(max_shard_size)
     directory = os.fspath(directory)
     os.makedirs(directory, exist_ok=True)
-    arrays = {name: np.asarray(value) for name, value in state.items()}
-    shards: list[dict[str, np.ndarray]] = [{}]
-    size = 0
-    for name, array in arrays.items():
-        if shards[-1] and size + array.nbytes > limit:
-            shards.append({})
-            size = 0
-        shards[-1][name] = array
-        size += array.nbytes
-    written = []
-    if len(shards) == 1:
-        written.append(write_safetensors(shards[0], os.path.join(directory, SAFE_WEIGHTS_NAME), metadata))
-    else:
-        weight_map = {}
-        for i, shard in enumerate(shards, 1):
-            filename = f"model-{i:05d}-of-{len(shards):05d}.safetensors"
-            written.append(write_safetensors(shard, os.path.join(directory, filename), metadata))
-            weight_map.update({name: filename for name in shard})
-        index = {"metadata": {"total_parameters": int(sum(a.size for a in arrays.values())),
-                              "total_size": int(sum(a.nbytes for a in arrays.values()))},
-                 "weight_map": dict(sorted(weight_map.items()))}
-        index_path = os.path.join(directory, SAFE_WEIGHTS_INDEX_NAME)
-        atomic_write_text(index_path, json.dumps(index, indent=2, sort_keys=True) + "\n")
-        written.append(index_path)
+    shards = plan_shards(state, limit, dtype=dtype)
+    filenames = shard_filenames(SAFE_WEIGHTS_NAME, len(shards))
+    written = [write_safetensors({name: state[name] for name in names}, os.path.join(directory, filename),
+                                 metadata, dtype=dtype, on_tensor=on_tensor)
+               for names, filename in zip(shards, filenames)]
+    if len(shards) > 1:
+        written.append(write_index(os.path.join(directory, SAFE_WEIGHTS_INDEX_NAME), state, shards, filenames,
+                                   dtype=dtype))
     keep = {os.path.basename(p) for p in written}
     for filename in os.listdir(directory):
         if _OUR_FILES.fullmatch(filename) and filename not in keep:
@@ -525,12 +593,17 @@ def save_weights(state: Mapping[str, np.ndarray], directory, *, max_shard_size: 
     return written
 
 
-def write_tf_h5(state: Mapping[str, np.ndarray], path, model_class_name: str) -> str:
+def write_tf_h5(state: Mapping[str, np.ndarray], path, model_class_name: str, *, dtype: str | None = None,
+                on_tensor: Callable[[str], None] | None = None) -> str:
     """Write hf_tf-named arrays as tf_model.h5 exactly as transformers-TF (tf-keras save_weights) lays it out.
 
     Names may carry any Keras model prefix or none; the file gets the one of `model_class_name` (a head key or a
-    class name such as "TFGPT2LMHeadModel"). Weights are ordered as Keras orders them (state_dict order).
+    class name such as "TFGPT2LMHeadModel"). Weights are ordered as Keras orders them (state_dict order). Like
+    `write_safetensors`, tensors are cast to `dtype` ("float32" or "float16") one at a time; HDF5 has no bfloat16.
     """
+    if dtype == "bfloat16":
+        raise ValueError("tf_model.h5 cannot hold bfloat16 (HDF5 has no such type and transformers-TF reads none). "
+                         "Received: dtype='bfloat16'")
     import h5py
 
     head = layouts.head_of(model_class_name)
@@ -556,12 +629,16 @@ def write_tf_h5(state: Mapping[str, np.ndarray], path, model_class_name: str) ->
                 group = f.create_group(layer)
                 _h5_put_strings(group.attrs, "weight_names", [name for name, _ in weights])
                 for name, key in weights:
-                    array = np.asarray(state[key])
+                    array = cast(np.asanyarray(state[key]), dtype, key)
+                    if is_bfloat16(array):
+                        raise ValueError(f"{key!r} is bfloat16, which tf_model.h5 cannot hold: pass dtype='float32'")
                     dataset = group.create_dataset(name, array.shape, dtype=array.dtype)
                     if array.shape:
                         dataset[:] = array
                     else:
                         dataset[()] = array
+                    if on_tensor is not None:
+                        on_tensor(key)
             f.create_group("top_level_model_weights").attrs["weight_names"] = np.asarray([])
     return os.fspath(path)
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import hub
-from .io_utils import atomic_write_text
+from .io_utils import read_json_object, save_text
 
 CONFIG_NAME = "config.json"
 
@@ -190,23 +190,14 @@ class GPT2Config:
 
     @classmethod
     def from_json_file(cls, path: str | os.PathLike) -> "GPT2Config":
-        try:
-            with open(path, encoding="utf-8") as f:
-                data = json.load(f)
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{path} is not valid JSON: {e}") from e
-        if not isinstance(data, dict):
-            raise ValueError(f"{path} should hold a JSON object, found {type(data).__name__}")
+        data = read_json_object(path)
         model_type = data.get("model_type", "gpt2")
         if model_type != "gpt2":
             raise ValueError(f"{path} describes a {model_type!r} model, not 'gpt2'")
         return cls.from_dict(data)
 
     def save_pretrained(self, save_directory: str | os.PathLike) -> str:
-        os.makedirs(save_directory, exist_ok=True)
-        path = os.path.join(save_directory, CONFIG_NAME)
-        atomic_write_text(path, self.to_json_string())
-        return path
+        return save_text(save_directory, CONFIG_NAME, self.to_json_string())
 
     @classmethod
     def from_pretrained(cls, name_or_path: str | os.PathLike, **kwargs) -> "GPT2Config":

@@ -1,8 +1,10 @@
-"""Atomic file writes: a reader never sees a half-written file, a failed write leaves nothing behind."""
+"""File helpers: atomic writes (a reader never sees a half-written file, a failed write leaves nothing behind) and
+reading a JSON object with errors that name the file."""
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import tempfile
 
@@ -29,7 +31,28 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
             f.write(text)
 
 
+def save_text(directory: str | os.PathLike, filename: str, text: str) -> str:
+    """Write `text` as `directory`/`filename` atomically, creating the directory; returns the path."""
+    os.makedirs(directory, exist_ok=True)
+    path = os.path.join(directory, filename)
+    atomic_write_text(path, text)
+    return path
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as f:
             f.write(data)
+
+
+def read_json_object(path: str | os.PathLike) -> dict:
+    """The JSON object in `path`. ValueError naming the file when it is not valid JSON or holds no object;
+    OSError (FileNotFoundError...) as open() raises it."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ValueError(f"{os.fspath(path)} is not valid JSON: {e}") from e
+    if not isinstance(data, dict):
+        raise ValueError(f"{os.fspath(path)} should hold a JSON object, found {type(data).__name__}")
+    return data

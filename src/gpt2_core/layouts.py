@@ -15,11 +15,16 @@ a name to decide what to do with an array: the tables decide.
 from __future__ import annotations
 
 import functools
+import logging
 import re
 from dataclasses import dataclass
 from typing import Mapping
 
 import numpy as np
+
+from .dtypes import BF16Array
+
+logger = logging.getLogger(__name__)
 
 HEADS = ("base", "lm", "double_heads", "seq_cls", "token_cls", "qa")
 LAYOUTS = ("hf_pt", "hf_tf", "openai_tf1")
@@ -194,7 +199,8 @@ class Transform:
 def _transposed(array: np.ndarray, name: str) -> np.ndarray:
     if array.ndim != 2:
         raise CheckpointMismatchError(f"{name} should be a 2-D kernel to transpose. Received shape: {array.shape}")
-    return np.ascontiguousarray(array.T)  # writers need C order; a copy, so only small head kernels pay it
+    out = np.ascontiguousarray(array.T)  # writers need C order; a copy, so only small head kernels pay it
+    return out.view(BF16Array) if isinstance(array, BF16Array) else out  # keep bfloat16 bits tagged
 
 
 SAME = Transform("same")
@@ -380,7 +386,7 @@ def to_canonical(arrays: Mapping[str, np.ndarray], layout: str) -> dict[str, np.
             ours, value = name, array
         else:
             ours = _ours_name(*hit)
-            value = hit[0].transform.to_ours(np.asarray(array), name)
+            value = hit[0].transform.to_ours(np.asanyarray(array), name)  # "any": keeps memmaps, BF16Array
         if ours in out:
             raise CheckpointMismatchError(
                 f"{name!r} and {sources[ours]!r} both map to {ours!r} in layout {layout!r}; the checkpoint holds "
@@ -420,7 +426,7 @@ def from_canonical(arrays: Mapping[str, np.ndarray], layout: str, *, model_class
         theirs = row.theirs.format(i=i) if i is not None else row.theirs
         if drop_prefix and theirs.startswith(drop_prefix):
             theirs = theirs[len(drop_prefix):]
-        out[prefix + theirs] = row.transform.to_theirs(np.asarray(array), name)
+        out[prefix + theirs] = row.transform.to_theirs(np.asanyarray(array), name)
     return out
 
 
@@ -485,3 +491,32 @@ def _mismatch_message(missing, unexpected, wrong, tied) -> str:
     if wrong and {n for n, *_ in wrong} >= {"transformer.wte.weight"}:
         parts.append("Hint: a vocab_size / n_embd / n_layer different from the checkpoint's config.json?")
     return " ".join(parts)
+
+
+def fit_to_head(state: Mapping[str, np.ndarray], config, head: str, *, model_name: str) -> dict[str, np.ndarray]:
+    """`check_state` for loading canonical `state` into the class of `head`, after what transformers tolerates:
+    tensors of other heads are dropped, and this head's own tensors may be missing (the model keeps or gets a
+    random init). Both are logged as warnings naming `model_name` and the tensors. Both backends load through it.
+    """
+    expected = expected_shapes(config, head)
+    every_head = set().union(*(expected_shapes(config, h) for h in HEADS))
+    foreign = [name for name in state if name not in expected and name in every_head]
+    if foreign:
+        logger.warning("Checkpoint tensors not used by %s: %s", model_name, ", ".join(foreign))
+    state = {name: array for name, array in state.items() if name not in foreign}
+    own = set(expected) - set(expected_shapes(config, "base")) - set(TIED_TO)
+    absent = [name for name in expected if name in own and name not in state]
+    if absent:
+        logger.warning("%s weights not in the checkpoint, initialised at random: %s", model_name, ", ".join(absent))
+        expected = {name: shape for name, shape in expected.items() if name not in absent}
+    tied = ("lm_head.weight",) if config.tie_word_embeddings else ()
+    return check_state(expected, state, tied=tied)
+
+
+def class_name_from_config(config) -> str:
+    """The PyTorch class name a config's `architectures` names (a "TF" prefix dropped), else GPT2LMHeadModel."""
+    for name in config.architectures or ():
+        name = name[2:] if name.startswith("TF") else name
+        if name in MODEL_CLASSES.values():
+            return name
+    return MODEL_CLASSES["lm"]

@@ -10,21 +10,18 @@ as its parameters, so a safetensors model costs about one file's size of memory 
 
 from __future__ import annotations
 
-import dataclasses
 import logging
-import os
 
 import numpy as np
 import torch
 
-from gpt2_core import checkpoint, layouts
+from gpt2_core import checkpoint, layouts, pretrained
 from gpt2_core.config import GPT2Config
+from gpt2_core.dtypes import BF16Array, bfloat16_bits, is_bfloat16
 
 from . import modeling
 
 logger = logging.getLogger(__name__)
-
-_HUB_KEYS = ("revision", "cache_dir", "local_files_only", "token", "force_download")
 
 
 def from_pretrained(pretrained_model_name_or_path, *, model_class=None, config: GPT2Config | None = None,
@@ -33,27 +30,22 @@ def from_pretrained(pretrained_model_name_or_path, *, model_class=None, config: 
 
     Reads model.safetensors (memory-mapped), sharded safetensors, pytorch_model.bin (torch.load with
     weights_only=True and mmap=True) or a transformers-TF tf_model.h5, with or without the `transformer.` prefix.
-    `model_class` defaults to the config's `architectures[0]` (else GPT2LMHeadModel); `torch_dtype` (or `dtype`)
-    defaults to the file's dtype ("auto"); other keyword arguments are the resolver's (`revision`, `cache_dir`,
-    `local_files_only`, `token`, `force_download`) or config fields to override.
+    `model_class` defaults to the config's `architectures[0]` (else GPT2LMHeadModel). `torch_dtype` (or `dtype`)
+    defaults to "auto", as in transformers 5: the config's `dtype`, else the checkpoint's first floating tensor's
+    (a bfloat16 file loads as bfloat16 parameters straight from the file's memory map, no float32 copy). Other
+    keyword arguments are the resolver's (`revision`, `cache_dir`, `local_files_only`, `token`, `force_download`)
+    or config fields to override. LM-head classes get `model.generation_config` from generation_config.json (else
+    from the config), which `generate` uses.
 
     Checkpoint tensors of another head are dropped and a head the checkpoint lacks is initialised at random (both
     logged by name, as transformers does); any other missing, unexpected or wrong-shape tensor raises
     layouts.CheckpointMismatchError listing them all. A truncated or corrupt file raises checkpoint.CheckpointError
     naming the file.
     """
-    hub_kwargs = {k: kwargs.pop(k) for k in _HUB_KEYS if k in kwargs}
-    fields = {f.name for f in dataclasses.fields(GPT2Config)} - {"extra"}
-    unknown = sorted(set(kwargs) - fields)
-    if unknown:
-        raise ValueError(f"from_pretrained got unknown keyword arguments {unknown}: expected `torch_dtype`, "
-                         f"`device`, {', '.join(_HUB_KEYS)} or GPT2Config fields")
-    if config is None:
-        config = GPT2Config.from_pretrained(pretrained_model_name_or_path, **hub_kwargs, **kwargs)
-    elif kwargs:
-        config = dataclasses.replace(config, **kwargs)
+    config, hub_kwargs = pretrained.load_config(pretrained_model_name_or_path, config, kwargs,
+                                                accepted=("torch_dtype", "device"))
     if model_class is None:
-        model_class = _class_from_config(config)
+        model_class = getattr(modeling, layouts.class_name_from_config(config))
     target_dtype = _resolve_dtype(torch_dtype if torch_dtype is not None else dtype)
 
     files = checkpoint.find_weights(pretrained_model_name_or_path, **hub_kwargs)
@@ -61,35 +53,49 @@ def from_pretrained(pretrained_model_name_or_path, *, model_class=None, config: 
     with torch.device("meta"):
         model = model_class(config)
     head = layouts.head_of(model_class.__name__)
-    state = _fit_to_head(layouts.to_canonical(arrays, files.layout), model, head)
+    state = layouts.fit_to_head(layouts.to_canonical(arrays, files.layout), config, head,
+                                model_name=model_class.__name__)
 
     prefix = "transformer." if head == "base" else ""  # GPT2Model's own names lack it
     tensors = {name[len(prefix):]: _as_tensor(array) for name, array in state.items()}
     missing = model.load_state_dict(tensors, strict=False, assign=True).missing_keys
     _tie(model)
     _init_missing(model, [name for name in missing if name != "lm_head.weight"])
-    if target_dtype is not None or device is not None:
-        model.to(device=device, dtype=target_dtype)
+    if target_dtype is None:
+        target_dtype = _auto_dtype(config, tensors.values())
+    model.to(device=device, dtype=target_dtype)  # no copy for tensors already there
+    if head in pretrained.GENERATING_HEADS:
+        model.generation_config = pretrained.load_generation_config(pretrained_model_name_or_path, config,
+                                                                    **hub_kwargs)
     return model.eval()
 
 
 def read_arrays(files: checkpoint.WeightFiles) -> dict[str, np.ndarray]:
-    """The checkpoint's arrays under its own names; .bin files go through torch.load (weights only, mmap)."""
+    """The checkpoint's arrays under its own names, bfloat16 as BF16Array bits (no copy); .bin files go through
+    torch.load (weights only, mmap)."""
     if files.kind.startswith("pytorch_bin"):
-        return checkpoint.state_from_torch_bin(files.paths, _torch_load, index=files.index)
-    return checkpoint.read_weights(files)[0]
+        return checkpoint.state_from_torch_bin(files.paths, _torch_load, convert=to_numpy, index=files.index)
+    return checkpoint.read_weights(files, bf16="bits")[0]
 
 
 def _torch_load(path):
     return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
 
 
-def _class_from_config(config):
-    for name in config.architectures or ():
-        name = name[2:] if name.startswith("TF") else name
-        if name in layouts.MODEL_CLASSES.values():
-            return getattr(modeling, name)
-    return modeling.GPT2LMHeadModel
+def to_numpy(tensor: torch.Tensor) -> np.ndarray:
+    """A tensor as numpy sharing its memory (on the CPU); bfloat16 as its bits in a BF16Array."""
+    tensor = tensor.detach().cpu()
+    if tensor.dtype == torch.bfloat16:
+        return tensor.view(torch.int16).numpy().view(BF16Array)
+    return tensor.numpy()
+
+
+def _as_tensor(array) -> torch.Tensor:
+    if not array.flags.writeable:  # torch wants writable memory; only odd readers hand out read-only arrays
+        array = array.copy()
+    if is_bfloat16(array):
+        return torch.from_numpy(bfloat16_bits(array).view(np.int16)).view(torch.bfloat16)
+    return torch.from_numpy(np.asarray(array))
 
 
 def _resolve_dtype(value):
@@ -102,30 +108,13 @@ def _resolve_dtype(value):
     return value
 
 
-def _fit_to_head(state, model, head):
-    """Check `state` against the model's parameters (layouts.check_state) after what transformers tolerates:
-    tensors of other heads are dropped, and this head's own tensors may be missing (they get random init)."""
-    config = model.config
-    expected = layouts.expected_shapes(config, head)
-    every_head = set().union(*(layouts.expected_shapes(config, h) for h in layouts.HEADS))
-    foreign = [name for name in state if name not in expected and name in every_head]
-    if foreign:
-        logger.warning("Checkpoint tensors not used by %s: %s", type(model).__name__, ", ".join(foreign))
-    state = {name: array for name, array in state.items() if name not in foreign}
-    own = set(expected) - set(layouts.expected_shapes(config, "base")) - set(layouts.TIED_TO)
-    absent = [name for name in expected if name in own and name not in state]
-    if absent:
-        logger.warning("%s weights not in the checkpoint, initialised at random: %s", type(model).__name__,
-                       ", ".join(absent))
-        expected = {name: shape for name, shape in expected.items() if name not in absent}
-    tied = ("lm_head.weight",) if config.tie_word_embeddings else ()
-    return layouts.check_state(expected, state, tied=tied)
-
-
-def _as_tensor(array):
-    if not array.flags.writeable:  # torch wants writable memory; only odd readers hand out read-only arrays
-        array = array.copy()
-    return torch.from_numpy(array)
+def _auto_dtype(config, tensors):
+    """transformers 5's "auto": the config's `dtype` (or older `torch_dtype`), else the first floating tensor's."""
+    for key in ("dtype", "torch_dtype"):
+        named = getattr(torch, str(config.extra.get(key)).removeprefix("torch."), None)
+        if isinstance(named, torch.dtype) and named.is_floating_point:
+            return named
+    return next((t.dtype for t in tensors if t.is_floating_point()), None)
 
 
 def _tie(model):
@@ -142,10 +131,12 @@ def _init_missing(model, names):
 
 
 def save_pretrained(model, save_directory, *, max_shard_size="5GB", safe_serialization=True) -> None:
-    """Write config.json and model.safetensors (shards + index above `max_shard_size`), each file atomically.
+    """Write config.json, model.safetensors (shards + index above `max_shard_size`) and, for LM-head classes,
+    generation_config.json (`model.generation_config`), each file atomically.
 
     The files are what transformers 5 writes: canonical names (none of `transformer.` for GPT2Model), the tied
-    lm_head left out, `architectures` set to the class name.
+    lm_head left out, tensors in their own dtype (bfloat16 and float16 included, streamed without a copy),
+    `architectures` set to the class name and `dtype` to the model's.
     """
     if not safe_serialization:
         raise ValueError("save_pretrained writes safetensors only. Received: safe_serialization=False")
@@ -155,13 +146,9 @@ def save_pretrained(model, save_directory, *, max_shard_size="5GB", safe_seriali
     for name, tensor in model.state_dict().items():
         if name == "lm_head.weight" and model.lm_head.weight is model.transformer.wte.weight:
             continue  # tied: transformers writes only wte
-        tensor = tensor.detach().cpu()
-        if tensor.dtype == torch.bfloat16:
-            # gpt2_core writes from numpy, which has no bfloat16; float32 holds every bfloat16 value exactly.
-            logger.warning("Saving bfloat16 tensor %s as float32 (numpy has no bfloat16)", name)
-            tensor = tensor.float()
-        state[prefix + name] = tensor.numpy()
-    os.makedirs(save_directory, exist_ok=True)
+        state[prefix + name] = to_numpy(tensor)
     checkpoint.save_weights(layouts.from_canonical(state, "hf_pt", model_class=head), save_directory,
                             max_shard_size=max_shard_size)
-    dataclasses.replace(model.config, architectures=[type(model).__name__]).save_pretrained(save_directory)
+    pretrained.save_configs(save_directory, model.config, type(model).__name__,
+                            dtype=str(model.dtype).removeprefix("torch."),
+                            generation_config=getattr(model, "generation_config", None))

@@ -12,21 +12,20 @@ model.safetensors under PyTorch names on request.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 
 import keras
 import numpy as np
 
-from gpt2_core import checkpoint, layouts
+from gpt2_core import checkpoint, layouts, pretrained
 from gpt2_core.config import GPT2Config
+from gpt2_core.dtypes import dtype_name, is_bfloat16
 
 from . import modeling
 
 logger = logging.getLogger(__name__)
 
-_HUB_KEYS = ("revision", "cache_dir", "local_files_only", "token", "force_download")
 _TORCH_KINDS = ("pytorch_bin", "pytorch_bin_sharded")
 
 
@@ -39,30 +38,24 @@ def from_pretrained(pretrained_model_name_or_path, *, model_class=None, config: 
     `transformer.` prefix. `model_class` defaults to the config's `architectures[0]` (else TFGPT2LMHeadModel);
     `dtype` is a Keras dtype policy name ("float32", "mixed_bfloat16", ...); other keyword arguments are the
     resolver's (`revision`, `cache_dir`, `local_files_only`, `token`, `force_download`) or config fields to override.
+    LM-head classes get `model.generation_config` from generation_config.json (else from the config), which
+    `generate` uses.
 
     Checkpoint tensors of another head are dropped and a head the checkpoint lacks keeps its random init (both
     logged by name, as transformers does); any other missing, unexpected or wrong-shape tensor raises
     layouts.CheckpointMismatchError listing them all. A truncated or corrupt file raises checkpoint.CheckpointError
     naming the file.
     """
-    hub_kwargs = {k: kwargs.pop(k) for k in _HUB_KEYS if k in kwargs}
-    fields = {f.name for f in dataclasses.fields(GPT2Config)} - {"extra"}
-    unknown = sorted(set(kwargs) - fields)
-    if unknown:
-        raise ValueError(f"from_pretrained got unknown keyword arguments {unknown}: expected `dtype`, "
-                         f"{', '.join(_HUB_KEYS)} or GPT2Config fields")
-    if config is None:
-        config = GPT2Config.from_pretrained(pretrained_model_name_or_path, **hub_kwargs, **kwargs)
-    elif kwargs:
-        config = dataclasses.replace(config, **kwargs)
+    config, hub_kwargs = pretrained.load_config(pretrained_model_name_or_path, config, kwargs, accepted=("dtype",))
     if model_class is None:
-        model_class = _class_from_config(config)
+        model_class = getattr(modeling, "TF" + layouts.class_name_from_config(config))
 
     files = _find_weights(pretrained_model_name_or_path, hub_kwargs)
     arrays = read_arrays(files)
     model = model_class(config) if dtype is None else model_class(config, dtype=dtype)
     head = layouts.head_of(model_class.__name__)
-    state = _fit_to_head(layouts.to_canonical(arrays, files.layout), model, head)
+    state = layouts.fit_to_head(layouts.to_canonical(arrays, files.layout), config, head,
+                                model_name=model_class.__name__)
 
     variables = state_variables(model)
     loaded = set()
@@ -72,6 +65,9 @@ def from_pretrained(pretrained_model_name_or_path, *, model_class=None, config: 
             continue
         variable.assign(np.asarray(array, dtype=variable.dtype))
         loaded.add(id(variable))
+    if head in pretrained.GENERATING_HEADS:
+        model.generation_config = pretrained.load_generation_config(pretrained_model_name_or_path, config,
+                                                                    **hub_kwargs)
     return model
 
 
@@ -104,34 +100,6 @@ def _torch_load(path):
     return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
 
 
-def _class_from_config(config):
-    for name in config.architectures or ():
-        name = name[2:] if name.startswith("TF") else name
-        if name in layouts.MODEL_CLASSES.values():
-            return getattr(modeling, "TF" + name)
-    return modeling.TFGPT2LMHeadModel
-
-
-def _fit_to_head(state, model, head):
-    """Check `state` against the model's parameters (layouts.check_state) after what transformers tolerates:
-    tensors of other heads are dropped, and this head's own tensors may be missing (they keep random init)."""
-    config = model.config
-    expected = layouts.expected_shapes(config, head)
-    every_head = set().union(*(layouts.expected_shapes(config, h) for h in layouts.HEADS))
-    foreign = [name for name in state if name not in expected and name in every_head]
-    if foreign:
-        logger.warning("Checkpoint tensors not used by %s: %s", type(model).__name__, ", ".join(foreign))
-    state = {name: array for name, array in state.items() if name not in foreign}
-    own = set(expected) - set(layouts.expected_shapes(config, "base")) - set(layouts.TIED_TO)
-    absent = [name for name in expected if name in own and name not in state]
-    if absent:
-        logger.warning("%s weights not in the checkpoint, initialised at random: %s", type(model).__name__,
-                       ", ".join(absent))
-        expected = {name: shape for name, shape in expected.items() if name not in absent}
-    tied = ("lm_head.weight",) if config.tie_word_embeddings else ()
-    return layouts.check_state(expected, state, tied=tied)
-
-
 def state_variables(model) -> dict[str, keras.Variable]:
     """Canonical name -> variable, as torch's state_dict names a model's parameters (a tied weight under both
     of its names). Walks the public attributes in definition order: the attribute names are the weight names."""
@@ -160,19 +128,20 @@ def _class_name(model) -> str:
 
 
 def save_pretrained(model, save_directory, *, safe_serialization=False, max_shard_size="5GB") -> None:
-    """Write config.json and tf_model.h5 as transformers-TF writes them, each file atomically.
+    """Write config.json, tf_model.h5 as transformers-TF writes them and, for LM-head classes,
+    generation_config.json (`model.generation_config`), each file atomically.
 
     `safe_serialization=True` also writes model.safetensors (shards + index above `max_shard_size`) under the
-    PyTorch names, which transformers 5 and gpt2_pt load; an untied lm_head, which tf_model.h5 cannot hold, is
-    saved that way only. `architectures` is set to the class name without "TF", as transformers-TF does.
+    PyTorch names, in the variables' dtype (bfloat16 included), which transformers 5 and gpt2_pt load; an untied
+    lm_head, which tf_model.h5 cannot hold, is saved that way only. tf_model.h5 has no bfloat16: bfloat16 weights
+    go there as float32. `architectures` is set to the class name without "TF", as transformers-TF does.
     """
     head = layouts.head_of(_class_name(model))
     state = {}
     for name, variable in state_variables(model).items():
         if name == "lm_head.weight" and variable is model.transformer.wte.weight:
             continue  # tied: transformers writes only wte
-        state[name] = np.asarray(variable.numpy(), dtype=np.float32) if variable.dtype == "bfloat16" else \
-            variable.numpy()
+        state[name] = variable.numpy()  # bfloat16 comes as an ml_dtypes array, which the writers take
     untied = "lm_head.weight" in state
     if untied and not safe_serialization:
         raise ValueError("tf_model.h5 (transformers-TF's layout) has no place for an untied lm_head; save with "
@@ -180,9 +149,14 @@ def save_pretrained(model, save_directory, *, safe_serialization=False, max_shar
                          "tie_word_embeddings=False, safe_serialization=False")
     os.makedirs(save_directory, exist_ok=True)
     if not untied:
+        bf16 = any(is_bfloat16(array) for array in state.values())
         checkpoint.write_tf_h5(layouts.from_canonical(state, "hf_tf", model_class=head),
-                               os.path.join(save_directory, checkpoint.TF2_WEIGHTS_NAME), "TF" + _class_name(model))
+                               os.path.join(save_directory, checkpoint.TF2_WEIGHTS_NAME), "TF" + _class_name(model),
+                               dtype="float32" if bf16 else None)
     if safe_serialization:
         checkpoint.save_weights(layouts.from_canonical(state, "hf_pt", model_class=head), save_directory,
                                 max_shard_size=max_shard_size)
-    dataclasses.replace(model.config, architectures=[_class_name(model)]).save_pretrained(save_directory)
+    stored = dtype_name(state["transformer.wte.weight"])
+    pretrained.save_configs(save_directory, model.config, _class_name(model),
+                            dtype="float32" if stored == "bfloat16" and not safe_serialization else stored,
+                            generation_config=getattr(model, "generation_config", None))

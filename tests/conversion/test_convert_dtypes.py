@@ -1,10 +1,11 @@
-"""--dtype casting: bfloat16 rounding without torch equals torch's (round to nearest, ties to even)."""
+"""--dtype casting (gpt2_core.dtypes): bfloat16 rounding without torch equals torch's (round to nearest, ties to
+even), and the one writer stores it as torch does."""
 
 import numpy as np
 import pytest
 
-from gpt2_convert import dtypes
-from gpt2_convert.dtypes import BF16Array, cast, float32_to_bfloat16_bits, storage
+from gpt2_core import checkpoint
+from gpt2_core.dtypes import BF16Array, bfloat16_to_float32, cast, float32_to_bfloat16_bits, is_bfloat16
 
 torch = pytest.importorskip("torch")
 
@@ -33,30 +34,33 @@ def test_bfloat16_rounding_equals_torch():
     nan = np.isnan(values)
     np.testing.assert_array_equal(ours[~nan], theirs[~nan])
     # NaN payloads may differ between implementations; NaN must stay NaN with its sign.
-    decoded = dtypes.bfloat16_bits_to_float32(ours[nan])
+    decoded = bfloat16_to_float32(ours[nan])
     assert np.isnan(decoded).all()
     np.testing.assert_array_equal(np.signbit(decoded), np.signbit(values[nan]))
 
 
-@pytest.mark.skipif(dtypes.BFLOAT16 is None, reason="ml_dtypes is not installed")
-def test_ml_dtypes_path_equals_ours():
+def test_ml_dtypes_rounds_like_ours_and_is_accepted_as_bfloat16(tmp_path):
+    ml_dtypes = pytest.importorskip("ml_dtypes")
     values = hard_float32s()
     finite = ~np.isnan(values)
-    np.testing.assert_array_equal(cast(values, "bfloat16").view(np.uint16)[finite],
-                                  float32_to_bfloat16_bits(values)[finite])
+    with np.errstate(invalid="ignore"):
+        theirs = values.astype(ml_dtypes.bfloat16)
+    np.testing.assert_array_equal(theirs.view(np.uint16)[finite], float32_to_bfloat16_bits(values)[finite])
+    assert is_bfloat16(theirs) and isinstance(cast(theirs, "bfloat16"), BF16Array)
+    checkpoint.write_safetensors({"w": theirs[finite]}, tmp_path / "m.safetensors")
+    bits = checkpoint.read_safetensors(tmp_path / "m.safetensors", bf16="bits")["w"]
+    np.testing.assert_array_equal(bits.view(np.uint16), torch_bits(values[finite]))
 
 
-def test_without_ml_dtypes_bfloat16_is_labelled_bits(monkeypatch):
-    monkeypatch.setattr(dtypes, "BFLOAT16", None)
+def test_bfloat16_is_labelled_bits():
     values = np.array([1.0, 2.5, -3.1], np.float32)
     out = cast(values, "bfloat16")
-    assert isinstance(out, BF16Array)
-    kind, data = storage(out)
-    assert kind == "BF16"
-    np.testing.assert_array_equal(data, torch_bits(values))
+    assert isinstance(out, BF16Array) and is_bfloat16(out)
+    np.testing.assert_array_equal(out.view(np.uint16), torch_bits(values))
     # back to float32 and float16 from the bits
     np.testing.assert_array_equal(cast(out, "float32"), torch.from_numpy(values).bfloat16().float().numpy())
     assert cast(out, "float16").dtype == np.float16
+    assert cast(out, "bfloat16") is out
 
 
 def test_float16_and_integers(caplog):

@@ -7,11 +7,12 @@ import shutil
 
 import numpy as np
 import pytest
-from conftest import openai_variables, write_openai_release
+from convert_utils import openai_variables, write_openai_release
 
+from gpt2_core import checkpoint
 from gpt2_core.checkpoint import CheckpointError
 from gpt2_core.layouts import CheckpointMismatchError
-from gpt2_convert import convert, writers
+from gpt2_convert import convert
 from gpt2_convert.cli import one_line
 
 
@@ -49,12 +50,12 @@ def test_truncated_source_leaves_no_dst(src, tmp_path):
 
 
 def test_disk_full_while_writing_leaves_no_dst(src, tmp_path, monkeypatch):
-    def full(path, *args, **kwargs):
+    def full(state, path, *args, **kwargs):
         with open(path, "wb") as f:
             f.write(b"partial")
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr(writers, "write_safetensors", full)
+    monkeypatch.setattr(checkpoint, "write_safetensors", full)
     out = tmp_path / "out"
     with pytest.raises(OSError) as info:
         convert(src, out / "new" / "dst")
@@ -67,7 +68,7 @@ def test_interrupt_leaves_no_dst(src, tmp_path, monkeypatch):
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(writers, "write_safetensors", interrupted)
+    monkeypatch.setattr(checkpoint, "write_safetensors", interrupted)
     out = tmp_path / "out"
     out.mkdir()
     with pytest.raises(KeyboardInterrupt):

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import IDS, hf_logits, openai_to_hf, random_hf_model
+from convert_utils import IDS, hf_logits, openai_to_hf, random_hf_model
 
 from gpt2_core import checkpoint, layouts
 from gpt2_convert import convert

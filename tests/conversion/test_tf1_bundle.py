@@ -5,7 +5,7 @@ import shutil
 
 import numpy as np
 import pytest
-from conftest import openai_variables, save_tf1_checkpoint
+from convert_utils import openai_variables, save_tf1_checkpoint
 
 from gpt2_core.checkpoint import CheckpointError
 from gpt2_convert.tf1_bundle import TF1Bundle

@@ -402,3 +402,68 @@ def test_truncated_h5(tmp_path):
     path.write_bytes(b"not an hdf5 file at all" * 10)
     with pytest.raises(CheckpointError, match="tf_model.h5: is not a readable HDF5 file"):
         checkpoint.read_weights(path)
+
+
+# -- one writer: streaming casts, bfloat16 in and out without torch ----------------------------------------------
+def bf16_bits(tensor):
+    return tensor.view(torch.int16).numpy().view(np.uint16)
+
+
+def test_bfloat16_bits_round_trip_with_torch(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    from gpt2_core.dtypes import BF16Array
+
+    values = torch.randn(5, 3).to(torch.bfloat16)
+    bits = bf16_bits(values).view(BF16Array)
+    checkpoint.write_safetensors({"w": bits, "v": np.arange(3, dtype=np.float32)}, tmp_path / "ours.safetensors")
+    theirs = load_file(tmp_path / "ours.safetensors")
+    assert theirs["w"].dtype == torch.bfloat16 and torch.equal(theirs["w"], values)
+    save_file({"w": values}, tmp_path / "theirs.safetensors")
+    read = checkpoint.read_safetensors(tmp_path / "theirs.safetensors", bf16="bits")["w"]
+    assert isinstance(read, BF16Array) and memmap_backed(read)  # a view of the file: no float32 copy
+    np.testing.assert_array_equal(read.view(np.uint16), bf16_bits(values))
+    arrays, _ = checkpoint.read_weights(tmp_path / "theirs.safetensors")  # the default upcasts, exactly
+    np.testing.assert_array_equal(arrays["w"], values.float().numpy())
+    with pytest.raises(ValueError, match="bf16"):
+        checkpoint.read_weights(tmp_path / "theirs.safetensors", bf16="float16")
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16", "float32"])
+def test_writer_casts_floating_tensors_like_torch(tmp_path, dtype):
+    from safetensors.torch import load_file
+
+    rng = np.random.default_rng(1)
+    state = {"w": rng.standard_normal((6, 4)).astype(np.float32), "d": rng.standard_normal(5),
+             "i": np.arange(4, dtype=np.int64)}
+    seen = []
+    written = checkpoint.save_weights(state, tmp_path, dtype=dtype, on_tensor=seen.append)
+    assert sorted(seen) == sorted(state) and len(written) == 1
+    theirs = load_file(tmp_path / "model.safetensors")
+    torch_dtype = getattr(torch, dtype)
+    for name in ("w", "d"):
+        assert torch.equal(theirs[name], torch.from_numpy(state[name]).to(torch_dtype)), name
+    assert theirs["i"].dtype == torch.int64  # integers are never cast
+
+
+def test_shards_are_planned_in_the_written_dtype(tmp_path):
+    state = {f"t{i}": np.ones(250, np.float32) for i in range(4)}  # 1000 bytes each in float32, 500 in float16
+    assert len(checkpoint.save_weights(state, tmp_path / "f32", max_shard_size=1000)) == 5  # 4 shards + index
+    assert len(checkpoint.save_weights(state, tmp_path / "f16", max_shard_size=1000, dtype="float16")) == 3
+    index = json.loads((tmp_path / "f16" / "model.safetensors.index.json").read_text())
+    assert index["metadata"] == {"total_parameters": 1000, "total_size": 2000}
+    arrays, _ = checkpoint.read_weights(tmp_path / "f16")
+    assert {a.dtype for a in arrays.values()} == {np.dtype(np.float16)}
+
+
+def test_tf_h5_writer_casts_and_refuses_bfloat16(tmp_path):
+    config = GPT2Config(**TINY)
+    state = layouts.from_canonical(layouts.to_canonical(numpy_state(hf_model()), "hf_pt"), "hf_tf",
+                                   model_class="lm")
+    path = checkpoint.write_tf_h5(state, tmp_path / "tf_model.h5", "lm", dtype="float16")
+    arrays = layouts.to_canonical(checkpoint.read_tf_h5(path), "hf_tf")
+    assert set(arrays) == set(layouts.expected_shapes(config, "lm")) - {"lm_head.weight"}
+    assert {a.dtype for a in arrays.values()} == {np.dtype(np.float16)}
+    with pytest.raises(ValueError, match="bfloat16"):
+        checkpoint.write_tf_h5(state, tmp_path / "bf16.h5", "lm", dtype="bfloat16")
+    assert not (tmp_path / "bf16.h5").exists()

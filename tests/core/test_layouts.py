@@ -273,3 +273,46 @@ def test_check_state_hints_at_unconverted_names():
     tf_names = layouts.from_canonical(random_state(config, "base"), "hf_tf", model_class="base")
     with pytest.raises(CheckpointMismatchError, match="to_canonical"):
         layouts.check_state(layouts.expected_shapes(config, "base"), tf_names)
+
+
+# -- fit_to_head: what both backends tolerate before check_state -------------------------------------------------
+def test_fit_to_head_drops_other_heads_and_allows_a_missing_own_head(caplog):
+    config = GPT2Config(**TINY, num_labels=3, tie_word_embeddings=False)
+    lm = random_state(config, "lm", tie=False)
+    with caplog.at_level("WARNING"):
+        state = layouts.fit_to_head(lm, config, "seq_cls", model_name="GPT2ForSequenceClassification")
+    assert "Checkpoint tensors not used by GPT2ForSequenceClassification: lm_head.weight" in caplog.text
+    assert "weights not in the checkpoint, initialised at random: score.weight" in caplog.text
+    assert list(state) == [n for n in layouts.expected_shapes(config, "seq_cls") if n != "score.weight"]
+    assert all(state[n] is lm[n] for n in state)  # no copies
+    base = layouts.fit_to_head(lm, config, "base", model_name="GPT2Model")
+    assert set(base) == set(layouts.expected_shapes(config, "base"))
+
+
+def test_fit_to_head_fills_the_tied_head_and_still_refuses_body_problems():
+    config = GPT2Config(**TINY)
+    state = random_state(config, "base")
+    fitted = layouts.fit_to_head(state, config, "lm", model_name="GPT2LMHeadModel")
+    assert fitted["lm_head.weight"] is state["transformer.wte.weight"]
+    del state["transformer.h.1.ln_2.bias"]
+    with pytest.raises(CheckpointMismatchError, match="transformer.h.1.ln_2.bias"):
+        layouts.fit_to_head(state, config, "lm", model_name="GPT2LMHeadModel")
+
+
+def test_class_name_from_config():
+    assert layouts.class_name_from_config(GPT2Config(**TINY)) == "GPT2LMHeadModel"
+    assert layouts.class_name_from_config(GPT2Config(**TINY, architectures=["TFGPT2Model"])) == "GPT2Model"
+    config = GPT2Config(**TINY, architectures=["SomethingElse", "GPT2ForQuestionAnswering"])
+    assert layouts.class_name_from_config(config) == "GPT2ForQuestionAnswering"
+
+
+def test_bfloat16_bits_keep_their_tag_through_the_tables():
+    from gpt2_core.dtypes import BF16Array, cast
+
+    config = GPT2Config(**TINY, num_labels=3)
+    state = {name: cast(array, "bfloat16") for name, array in random_state(config, "seq_cls").items()}
+    for layout in ("hf_pt", "hf_tf"):
+        back = layouts.to_canonical(layouts.from_canonical(state, layout, model_class="seq_cls"), layout)
+        for name, array in state.items():
+            assert isinstance(back[name], BF16Array), (layout, name)  # hf_tf transposes score.weight
+            np.testing.assert_array_equal(back[name].view(np.uint16), array.view(np.uint16))

@@ -225,3 +225,106 @@ def test_from_pretrained_by_hub_name_then_offline_from_the_cache(hub_server, mon
     hub_server.stop()
     again = gpt2_pt.GPT2LMHeadModel.from_pretrained("org/tiny-gpt2", local_files_only=True)
     assert_close(again(ids_of()).logits, hf(ids_of()).logits)
+
+
+# -- bfloat16 / float16 in their own dtype -----------------------------------------------------------------------
+@pytest.mark.parametrize("kwargs", [{"torch_dtype": torch.bfloat16}, {"dtype": "auto"}, {}])
+def test_bfloat16_checkpoint_of_transformers_loads_bit_exactly_without_a_copy(kwargs, tmp_path):
+    hf = hf_model().to(torch.bfloat16)
+    hf.save_pretrained(tmp_path)
+    assert json.loads((tmp_path / "config.json").read_text())["dtype"] == "bfloat16"
+    ours = gpt2_pt.GPT2LMHeadModel.from_pretrained(tmp_path, **kwargs)
+    theirs = hf.state_dict()
+    for name, value in ours.state_dict().items():
+        assert value.dtype == torch.bfloat16 and torch.equal(value, theirs[name]), name
+    # the parameters are the file's memory map viewed as bfloat16, not a float32 copy cast back
+    assert not ours.transformer.wte.weight.untyped_storage().resizable()
+    assert_close(ours(ids_of()).logits.float(), hf(ids_of()).logits.float(), rtol=3e-2)
+
+
+def test_bfloat16_checkpoint_loads_upcast_on_request(tmp_path):
+    hf = hf_model().to(torch.bfloat16)
+    hf.save_pretrained(tmp_path)
+    ours = gpt2_pt.GPT2LMHeadModel.from_pretrained(tmp_path, torch_dtype=torch.float32)
+    assert ours.dtype == torch.float32
+    assert torch.equal(ours.transformer.h[1].mlp.c_fc.weight, hf.transformer.h[1].mlp.c_fc.weight.float())
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_half_models_save_in_their_own_dtype_and_load_in_transformers(dtype, tmp_path):
+    ours = gpt2_pt.GPT2LMHeadModel.from_pretrained(save_hf(hf_model(), tmp_path / "src"), torch_dtype=dtype)
+    ours.save_pretrained(tmp_path / "ours")
+    header, _, _ = checkpoint.read_safetensors_header(tmp_path / "ours" / "model.safetensors")
+    assert {entry["dtype"] for entry in header.values()} == {"BF16" if dtype == torch.bfloat16 else "F16"}
+    assert json.loads((tmp_path / "ours" / "config.json").read_text())["dtype"] == str(dtype)[6:]
+    for kwargs in ({"dtype": dtype}, {}):  # explicit, and transformers 5's default "auto"
+        back = transformers.GPT2LMHeadModel.from_pretrained(tmp_path / "ours", **kwargs).eval()
+        theirs = back.state_dict()
+        for name, value in ours.state_dict().items():
+            assert theirs[name].dtype == dtype and torch.equal(theirs[name], value), name
+
+
+def test_bfloat16_pytorch_model_bin_loads_as_bfloat16(tmp_path):
+    hf = hf_model().to(torch.bfloat16)
+    write_config(hf, tmp_path)
+    torch.save(hf.state_dict(), tmp_path / "pytorch_model.bin")
+    ours = gpt2_pt.GPT2LMHeadModel.from_pretrained(tmp_path)
+    assert ours.dtype == torch.bfloat16
+    assert torch.equal(ours.transformer.wte.weight, hf.transformer.wte.weight)
+
+
+def save_hf(hf, directory):
+    hf.save_pretrained(directory)
+    return directory
+
+
+# -- generation_config.json --------------------------------------------------------------------------------------
+def test_generation_config_of_transformers_is_honoured_by_generate(tmp_path):
+    hf = hf_model()
+    hf.generation_config.max_new_tokens = 3
+    hf.generation_config.no_repeat_ngram_size = 2
+    hf.generation_config.pad_token_id = 98
+    hf.save_pretrained(tmp_path)
+    ours = gpt2_pt.GPT2LMHeadModel.from_pretrained(tmp_path)
+    assert (ours.generation_config.max_new_tokens, ours.generation_config.no_repeat_ngram_size) == (3, 2)
+    ids = ids_of(2, 4)
+    expected = hf.generate(ids, attention_mask=torch.ones_like(ids))  # both use the file's settings
+    assert expected.shape == (2, 7)
+    assert torch.equal(ours.generate(ids), expected)
+
+
+def test_sampling_default_from_generation_config(tmp_path):
+    hf = hf_model()
+    hf.generation_config.do_sample = True
+    hf.generation_config.top_k = 1  # sampling from one token: greedy's tokens, but only if do_sample is read
+    hf.generation_config.temperature = 0.5
+    hf.save_pretrained(tmp_path)
+    ours = gpt2_pt.GPT2LMHeadModel.from_pretrained(tmp_path)
+    assert ours.generation_config.do_sample and ours.generation_config.temperature == 0.5
+    greedy = ours.generate(ids_of(1, 4), max_new_tokens=4, do_sample=False)
+    assert torch.equal(ours.generate(ids_of(1, 4), max_new_tokens=4), greedy)
+
+
+def test_generation_config_without_file_comes_from_the_config(tmp_path):
+    hf = hf_model()
+    hf.save_pretrained(tmp_path)
+    os.remove(tmp_path / "generation_config.json")
+    ours = gpt2_pt.GPT2LMHeadModel.from_pretrained(tmp_path)
+    assert (ours.generation_config.eos_token_id, ours.generation_config.max_new_tokens) == (98, None)
+
+
+@pytest.mark.parametrize("class_name", ["GPT2LMHeadModel", "GPT2DoubleHeadsModel", "GPT2Model",
+                                        "GPT2ForSequenceClassification"])
+def test_save_pretrained_writes_generation_config_for_lm_heads(class_name, tmp_path):
+    hf = hf_model(class_name)
+    hf.save_pretrained(tmp_path / "theirs")
+    ours = getattr(gpt2_pt, class_name).from_pretrained(tmp_path / "theirs")
+    if hasattr(ours, "generation_config"):
+        ours.generation_config.max_new_tokens = 5
+    ours.save_pretrained(tmp_path / "ours")
+    written = (tmp_path / "ours" / "generation_config.json").exists()
+    assert written == (tmp_path / "theirs" / "generation_config.json").exists()
+    assert written == (class_name in ("GPT2LMHeadModel", "GPT2DoubleHeadsModel"))
+    if written:
+        back = transformers.GenerationConfig.from_pretrained(tmp_path / "ours")
+        assert (back.max_new_tokens, back.eos_token_id, back.bos_token_id) == (5, 98, 98)

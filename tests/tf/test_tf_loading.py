@@ -12,6 +12,7 @@ from tf_utils import FIXTURES, assert_close, tiny_model
 
 import gpt2_tf
 from gpt2_core import checkpoint, layouts
+from gpt2_core.generation import GenerationConfig
 
 IDS = np.array([[5, 17, 42, 3, 8], [1, 2, 3, 4, 98]], np.int32)
 
@@ -135,3 +136,33 @@ def test_gpt2_tf_runs_and_loads_safetensors_without_torch(lm, tmp_path):
 def test_fixture_configs_are_read(tmp_path):
     model = gpt2_tf.TFGPT2ForSequenceClassification.from_pretrained(FIXTURES / "seq_cls")
     assert model.config.num_labels == 3 and model.config.pad_token_id == 0
+
+
+def test_generation_config_of_transformers_is_honoured_by_generate(lm, tmp_path):
+    transformers = pytest.importorskip("transformers")
+    lm.save_pretrained(tmp_path)
+    saved = transformers.GenerationConfig(max_new_tokens=3, no_repeat_ngram_size=2, bos_token_id=98,
+                                          eos_token_id=98, pad_token_id=98)
+    saved.save_pretrained(tmp_path)  # over ours: the file as transformers writes it
+    model = gpt2_tf.TFGPT2LMHeadModel.from_pretrained(tmp_path)
+    assert (model.generation_config.max_new_tokens, model.generation_config.no_repeat_ngram_size) == (3, 2)
+    out = model.generate(IDS[:, :4], execution="eager")
+    assert out.shape == (2, 7)
+    explicit = GenerationConfig(max_new_tokens=3, no_repeat_ngram_size=2, pad_token_id=98, eos_token_id=98)
+    expected = model.generate(IDS[:, :4], execution="eager", generation_config=explicit)
+    np.testing.assert_array_equal(out.numpy(), expected.numpy())
+
+
+@pytest.mark.parametrize("class_name, written", [("TFGPT2LMHeadModel", True), ("TFGPT2Model", False)])
+def test_save_pretrained_writes_generation_config_for_lm_heads(class_name, written, tmp_path):
+    model = tiny_model(class_name)
+    model.save_pretrained(tmp_path / "first")
+    loaded = getattr(gpt2_tf, class_name).from_pretrained(tmp_path / "first")
+    assert hasattr(loaded, "generation_config") == written
+    if written:
+        loaded.generation_config.do_sample = True
+    loaded.save_pretrained(tmp_path / "second")
+    assert (tmp_path / "second" / "generation_config.json").exists() == written
+    if written:
+        saved = json.loads((tmp_path / "second" / "generation_config.json").read_text())
+        assert saved["do_sample"] is True and saved["eos_token_id"] == 98

@@ -206,8 +206,7 @@ class GPT2Config:
         Keyword arguments that name config fields override the file; the rest (`revision`, `cache_dir`,
         `local_files_only`, `token`) go to the resolver.
         """
-        resolve_keys = {"revision", "cache_dir", "local_files_only", "token", "force_download"}
-        resolve_kwargs = {k: kwargs.pop(k) for k in list(kwargs) if k in resolve_keys}
+        resolve_kwargs = hub.pop_resolve_kwargs(kwargs)
         path = hub.resolve_file(name_or_path, CONFIG_NAME, fallback_ok=preset_name(name_or_path) is not None,
                                 **resolve_kwargs)
         if path is not None:

@@ -23,7 +23,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from . import hub
-from .io_utils import atomic_write_text
+from .io_utils import read_json_object, save_text
 
 logger = logging.getLogger(__name__)
 
@@ -187,13 +187,7 @@ class GenerationConfig:
 
     @classmethod
     def from_json_file(cls, path: str | os.PathLike) -> "GenerationConfig":
-        try:
-            with open(path, encoding="utf-8") as f:
-                data = json.load(f)
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{path} is not valid JSON: {e}") from e
-        if not isinstance(data, dict):
-            raise ValueError(f"{path} should hold a JSON object, found {type(data).__name__}")
+        data = read_json_object(path)
         try:
             return cls.from_dict(data)
         except ValueError as e:
@@ -201,10 +195,7 @@ class GenerationConfig:
 
     def save_pretrained(self, save_directory: str | os.PathLike) -> str:
         self.validate()
-        os.makedirs(save_directory, exist_ok=True)
-        path = os.path.join(save_directory, GENERATION_CONFIG_NAME)
-        atomic_write_text(path, self.to_json_string())
-        return path
+        return save_text(save_directory, GENERATION_CONFIG_NAME, self.to_json_string())
 
     @classmethod
     def from_pretrained(cls, name_or_path: str | os.PathLike, **kwargs) -> "GenerationConfig":
@@ -212,8 +203,7 @@ class GenerationConfig:
 
         Raises OSError when the model has no generation_config.json (use `from_model_config` then).
         """
-        resolve_keys = {"revision", "cache_dir", "local_files_only", "token", "force_download"}
-        resolve_kwargs = {k: kwargs.pop(k) for k in list(kwargs) if k in resolve_keys}
+        resolve_kwargs = hub.pop_resolve_kwargs(kwargs)
         path = hub.resolve_file(name_or_path, GENERATION_CONFIG_NAME, **resolve_kwargs)
         if path is None:
             raise OSError(f"{os.fspath(name_or_path)!r} has no {GENERATION_CONFIG_NAME}")

@@ -21,6 +21,15 @@ logger = logging.getLogger(__name__)
 _COMMIT = re.compile(r"[0-9a-f]{40}")
 
 
+# The keyword arguments of resolve_file that from_pretrained methods pass through.
+RESOLVE_KEYS = ("revision", "cache_dir", "local_files_only", "token", "force_download")
+
+
+def pop_resolve_kwargs(kwargs: dict) -> dict:
+    """Take the resolver's keyword arguments out of `kwargs` (what remains is the caller's own)."""
+    return {k: kwargs.pop(k) for k in RESOLVE_KEYS if k in kwargs}
+
+
 class ModelNotFoundError(OSError):
     """The name is neither a local directory nor a model on the hub (or in the cache, when offline)."""
 

@@ -16,7 +16,7 @@ from . import hub, layouts
 from .config import GPT2Config
 from .generation import GENERATION_CONFIG_NAME, GenerationConfig
 
-HUB_KEYS = ("revision", "cache_dir", "local_files_only", "token", "force_download")
+HUB_KEYS = hub.RESOLVE_KEYS
 GENERATING_HEADS = ("lm", "double_heads")  # the classes transformers lets generate (and saves a generation config for)
 
 

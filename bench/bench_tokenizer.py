@@ -1,12 +1,13 @@
 """GPT2Tokenizer vs tiktoken and transformers' fast tokenizer, single thread.
 
 Each round times ours and the reference alternately in one process; the median of each and the ratio
-(reference time / our time: above 1, ours is faster) are printed. Rows:
+(reference time / our time: above 1, ours is faster) are printed, for wall-clock time and for CPU time
+(time.process_time: steadier on a machine shared with other jobs). Rows:
   warm      ours with filled caches vs tiktoken `encode_ordinary`, one call on the whole corpus
   cold      a fresh process each (empty caches; tiktoken's Encoding also built fresh), encode time only
   hf-fast   transformers' GPT2TokenizerFast (built from our saved files), one `tok(text)` call on 1 MB
   load      import + from_pretrained("gpt2") in a fresh process, vs tiktoken's Encoding from the rank file
-  batch     `encode_batch` of the corpus lines: every core (process pool) vs our single-thread loop
+  batch     `encode_batch` of the corpus lines: every core (process pool) vs the same call serial
 
     python bench/bench_tokenizer.py [--rounds 5] [--only warm,cold,...] [--unicode]
 
@@ -47,23 +48,34 @@ def reference_encoding():
                              special_tokens={"<|endoftext|>": 50256})
 
 
+class Timing:
+    """Median wall-clock and CPU seconds of several runs."""
+
+    def __init__(self, runs):
+        self.wall = statistics.median(w for w, _ in runs)
+        self.cpu = statistics.median(c for _, c in runs)
+
+
+def timed(fn):
+    """(wall, cpu) seconds of one call."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    fn()
+    return time.perf_counter() - wall, time.process_time() - cpu
+
+
 def alternate(ours, theirs, rounds):
-    """Median seconds of each callable, timed alternately (ours first in even rounds)."""
-    times = ([], [])
+    """Timings of each callable, run alternately (ours first in even rounds)."""
+    runs = ([], [])
     for r in range(rounds):
-        order = (0, 1) if r % 2 == 0 else (1, 0)
-        for which in order:
-            fn = (ours, theirs)[which]
-            start = time.perf_counter()
-            fn()
-            times[which].append(time.perf_counter() - start)
-    return statistics.median(times[0]), statistics.median(times[1])
+        for which in ((0, 1) if r % 2 == 0 else (1, 0)):
+            runs[which].append(timed((ours, theirs)[which]))
+    return Timing(runs[0]), Timing(runs[1])
 
 
 def row(label, ours, theirs, reference, size_mb=None):
-    speed = f"  ({size_mb / ours:5.1f} vs {size_mb / theirs:5.1f} MB/s)" if size_mb else ""
-    print(f"{label:<28} ours {ours * 1e3:8.1f} ms   {reference} {theirs * 1e3:8.1f} ms   "
-          f"ratio {theirs / ours:5.2f}x{speed}", flush=True)
+    speed = f"  ({size_mb / ours.wall:5.1f} vs {size_mb / theirs.wall:5.1f} MB/s)" if size_mb else ""
+    print(f"{label:<31} ours {ours.wall * 1e3:7.1f} ms  {reference} {theirs.wall * 1e3:7.1f} ms  "
+          f"ratio {theirs.wall / ours.wall:5.2f}x  cpu ratio {theirs.cpu / ours.cpu:5.2f}x{speed}", flush=True)
 
 
 def run_python(code: str) -> dict:
@@ -80,7 +92,9 @@ COLD_OURS = """
     from gpt2_core import GPT2Tokenizer
     text = open({path!r}, encoding="utf-8").read()
     tok = GPT2Tokenizer.from_pretrained("gpt2")
-    start = time.perf_counter(); tok.encode(text); print(json.dumps(time.perf_counter() - start))
+    wall, cpu = time.perf_counter(), time.process_time()
+    tok.encode(text)
+    print(json.dumps([time.perf_counter() - wall, time.process_time() - cpu]))
 """
 COLD_TIKTOKEN = """
     import json, sys, time
@@ -88,26 +102,28 @@ COLD_TIKTOKEN = """
     from bench_tokenizer import reference_encoding
     text = open({path!r}, encoding="utf-8").read()
     enc = reference_encoding()
-    start = time.perf_counter(); enc.encode_ordinary(text); print(json.dumps(time.perf_counter() - start))
+    wall, cpu = time.perf_counter(), time.process_time()
+    enc.encode_ordinary(text)
+    print(json.dumps([time.perf_counter() - wall, time.process_time() - cpu]))
 """
 LOAD_OURS = """
     import json, time
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     from gpt2_core import GPT2Tokenizer
     middle = time.perf_counter()
     tok = GPT2Tokenizer.from_pretrained("gpt2")
     end = time.perf_counter()
-    print(json.dumps([end - start, end - middle]))
+    print(json.dumps([end - start, time.process_time() - cpu, end - middle]))
 """
 LOAD_TIKTOKEN = """
     import json, sys, time
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     import tiktoken
     from tiktoken.load import load_tiktoken_bpe
     sys.path.insert(0, {bench!r})
     from bench_tokenizer import reference_encoding
     enc = reference_encoding()
-    print(json.dumps(time.perf_counter() - start))
+    print(json.dumps([time.perf_counter() - start, time.process_time() - cpu]))
 """
 
 
@@ -126,11 +142,11 @@ def bench_warm(rounds):
 def bench_cold(rounds):
     bench_dir = str(Path(__file__).parent)
     for name, path in CORPORA.items():
-        ours, theirs = [], []  # encode seconds measured inside each fresh process
+        ours, theirs = [], []  # encode (wall, cpu) seconds measured inside each fresh process
         alternate(lambda: ours.append(run_python(COLD_OURS.format(path=str(path)))),
                   lambda: theirs.append(run_python(COLD_TIKTOKEN.format(path=str(path), bench=bench_dir))), rounds)
         size = path.stat().st_size / 1e6
-        row(f"cold {name} (encode only)", statistics.median(ours), statistics.median(theirs), "tiktoken", size)
+        row(f"cold {name} (encode)", Timing(ours), Timing(theirs), "tiktoken", size)
 
 
 def bench_transformers(rounds):
@@ -155,22 +171,27 @@ def bench_load(rounds):
     ours_runs, theirs_runs = [], []
     alternate(lambda: ours_runs.append(run_python(LOAD_OURS)),
               lambda: theirs_runs.append(run_python(LOAD_TIKTOKEN.format(bench=bench_dir))), rounds)
-    total = statistics.median(r[0] for r in ours_runs)
-    load = statistics.median(r[1] for r in ours_runs)
-    row("load (import+from_pretrained)", total, statistics.median(theirs_runs), "tiktoken")
-    print(f"{'from_pretrained alone':<28} ours {load * 1e3:8.1f} ms (requirement < 150 ms incl. import)")
+    load = statistics.median(r[2] for r in ours_runs)
+    row("load (import+from_pretrained)", Timing([r[:2] for r in ours_runs]), Timing(theirs_runs), "tiktoken")
+    print(f"{'from_pretrained alone':<31} ours {load * 1e3:7.1f} ms (requirement < 150 ms incl. import)")
 
 
 def bench_batch(rounds):
     from gpt2_core import GPT2Tokenizer
 
     tok = GPT2Tokenizer.from_pretrained("gpt2")
+    serial_tok = GPT2Tokenizer.from_pretrained("gpt2")
+    serial_tok.parallel_min_chars = float("inf")  # the same batch call, on this process only
     lines = CORPORA["multilingual"].read_text(encoding="utf-8").split("\n")
-    serial = [tok.encode(line) for line in lines]
+    serial = serial_tok.encode_batch(lines)  # also warms the shared caches, which the forked workers inherit
     assert tok.encode_batch(lines) == serial
-    ours, theirs = alternate(lambda: tok.encode_batch(lines), lambda: [tok.encode(x) for x in lines], rounds)
+    ours, theirs = alternate(lambda: tok.encode_batch(lines), lambda: serial_tok.encode_batch(lines), rounds)
     tok.close()
-    row(f"batch {len(lines)} lines, {os.cpu_count()} cores", ours, theirs, "1 thread")
+    # CPU time counts this process only, not the workers: the wall-clock ratio is the speedup
+    print(f"{f'batch {len(lines)} lines, {os.cpu_count()} cores':<31} ours {ours.wall * 1e3:7.1f} ms  "
+          f"serial {theirs.wall * 1e3:7.1f} ms  speedup {theirs.wall / ours.wall:5.2f}x  "
+          f"(this process's CPU: {ours.cpu * 1e3:.0f} ms vs {theirs.cpu * 1e3:.0f} ms; load average "
+          f"{os.getloadavg()[0]:.1f})", flush=True)
 
 
 def count_unicode_divergence():

@@ -14,20 +14,25 @@ tables, so characters assigned after Unicode 16 split differently: with regex 20
 `python bench/bench_tokenizer.py --unicode` lists them). We follow `regex` rather than freeze a table of
 exceptions: the choice costs nothing on text written before 2025 and follows Unicode as `regex` updates.
 
-Speed (pure Python): the text is cut into "units" -- a space-led run up to the next space that follows a
-non-space -- with str.replace / str.split (C speed); units are cached, so warm text costs one dict lookup per
-word. A unit seen for the first time is split by the full pattern (stdlib `re` with ASCII classes when the unit is
-ASCII, `regex` otherwise) and its pieces go through a second cache in front of the BPE merge loop.
+Speed: the text is cut into "units" -- the text between spaces that are followed by a non-space -- with
+str.replace / str.split (C speed); units are cached, so warm text costs one dict lookup per word. The units of a
+long new text are encoded in bulk: one pattern pass over all of them (stdlib `re` with ASCII classes for ASCII
+units, `regex` otherwise), a second cache for their pieces, and the merges of all new pieces together -- in
+lockstep with numpy when there are enough of them (`_LockstepMerger`), else one word at a time in Python.
+Both caches are bounded (`UNIT_CACHE_*`, `PIECE_CACHE_*`: at most 2 x 2**18 units of up to 256 characters and
+2 x 2**17 pieces, i.e. a few hundred MB at worst), and so are the lockstep merger's remembered pair ranks.
 """
 
 from __future__ import annotations
 
+import gc
 import heapq
-from bisect import bisect_right
 import operator
 import os
 import re
 import sys
+from bisect import bisect_right
+from contextlib import contextmanager
 from itertools import accumulate, chain, filterfalse, islice, repeat
 from typing import Iterable, Mapping
 
@@ -137,18 +142,23 @@ class _BoundedCache(dict):
         self.chars = 0
 
 
-# Cache bounds (per generation; at most twice this is held). Units are a word with its leading whitespace, so
-# 2**18 of them cover the distinct words of several MB of text; pieces are what BPE sees.
-UNIT_CACHE_ENTRIES, UNIT_CACHE_CHARS, UNIT_MAX_CHARS = 1 << 18, 1 << 22, 64
+# Cache bounds (per generation; at most twice this is held). Units are a word with the space before it (and any
+# whitespace after it), so 2**18 of them cover the distinct words of several MB of text; pieces are what BPE sees.
+UNIT_CACHE_ENTRIES, UNIT_CACHE_CHARS, UNIT_MAX_CHARS = 1 << 18, 1 << 22, 256
 PIECE_CACHE_ENTRIES, PIECE_CACHE_CHARS, PIECE_MAX_CHARS = 1 << 17, 1 << 21, 256
 
 # A text of more than _BULK_MIN_UNITS units whose first _BULK_SAMPLE units miss the cache _BULK_MIN_MISSES times or
 # more is taken as new text: its missing units are encoded in bulk (`_add_units`).
 _BULK_MIN_UNITS, _BULK_SAMPLE, _BULK_MIN_MISSES = 4096, 1024, 64
 _SHORT_TEXT = 256  # characters
-_PLACEHOLDER = "\x01"  # stands for a space that follows whitespace, so that split(" ") does not cut there
+_PLACEHOLDER = "\x01"  # stands for a space followed by whitespace, so that split(" ") does not cut there
 _NO_RANK = 1 << 62
 _LONG_WORD = 128  # byte-level characters; longer words use the O(n log n) heap merge
+# Lockstep numpy merging pays for its import (~0.1 s) from about this many bytes of words to merge (the Python
+# loop merges ~1 MB/s); when numpy is loaded already it is the faster one from a few KB on.
+_LOCKSTEP_MIN_BYTES, _LOCKSTEP_MIN_BYTES_NUMPY_LOADED = 1 << 17, 1 << 12
+_NO_PAIR = (1 << 31) - 1  # rank of a pair that makes no token
+_PAIR_MEMO_ENTRIES = 1 << 19  # the lockstep merger forgets its remembered pair ranks beyond this (<= 32 MB)
 
 
 class ByteLevelBPE:
@@ -178,6 +188,7 @@ class ByteLevelBPE:
         self._merge_pairs = merges
         self._merges_text = merges_text
         self._token_bytes: list[bytes] | None = None
+        self._lockstep: _LockstepMerger | None = None  # built on the first large batch of new words
         self.units = _BoundedCache(self._encode_unit, max_entries=UNIT_CACHE_ENTRIES,
                                    max_chars=UNIT_CACHE_CHARS, max_key=UNIT_MAX_CHARS)
         self.pieces = _BoundedCache(self._encode_piece, max_entries=PIECE_CACHE_ENTRIES,
@@ -256,72 +267,98 @@ class ByteLevelBPE:
         """Ids of `text`, special tokens treated as ordinary text (tiktoken's `encode_ordinary`)."""
         if len(text) < _SHORT_TEXT or _PLACEHOLDER in text:
             # short: the unit split costs more than it saves; a placeholder in the text: the piece path is exact
-            return list(chain.from_iterable(map(self.pieces.__getitem__,
-                                                (_ASCII_PIECES if text.isascii() else _PIECES).findall(text))))
+            return self._encode_pieces(text)
         units = _split_units(text)
+        cache = self.units
         if len(units) > _BULK_MIN_UNITS:
-            hits = sum(map(self.units.__contains__, islice(units, 1, 1 + _BULK_SAMPLE)))
+            hits = sum(map(cache.__contains__, islice(units, 1, 1 + _BULK_SAMPLE)))
             if _BULK_SAMPLE - hits >= _BULK_MIN_MISSES:
                 self._add_units(units)
-        head = self._encode_chunk(units[0].replace(_PLACEHOLDER, " ")) if units[0] else ()
-        # tuples flattened by chain beat packed bytes + join + array.tolist by ~30% here
-        return list(chain(head, chain.from_iterable(map(self.units.__getitem__, islice(units, 1, None)))))
+        ids = self._encode_pieces(units[0].replace(_PLACEHOLDER, " ")) if units[0] else []
+        # list.extend returns None, so any() drives the extends to the end at C speed (faster than list(chain))
+        any(map(ids.extend, map(cache.__getitem__, islice(units, 1, None))))
+        return ids
 
-    def _add_units(self, units: list[str]) -> None:
-        """Encode the units of a text that are not cached yet with one pass of the pattern over all of them.
-
-        First sight of a long text: one findall over the concatenated new units instead of one per unit (whose
-        Python overhead would dominate). Any two units join at a space that follows a non-space, so the pieces of
-        the concatenation are the units' pieces, and each unit's share is found from the character positions.
-        The text's last unit (which may end with whitespace) is left to the normal path.
-        """
-        cache = self.units
-        new = set(islice(units, 1, len(units) - 1))
-        new = [u for u in filterfalse(cache.old.__contains__, filterfalse(cache.__contains__, new))
-               if len(u) <= UNIT_MAX_CHARS]
-        if not new:
-            return
-        # ASCII units go through the faster stdlib pattern, the others through `regex`
-        for group, pattern in ((list(filter(str.isascii, new)), _ASCII_PIECES),
-                               (list(filterfalse(str.isascii, new)), _PIECES)):
-            if not group:
-                continue
-            spelled = [" " + u for u in group]
-            pieces = pattern.findall("".join(spelled).replace(_PLACEHOLDER, " "))
-            piece_ids = list(map(self.pieces.__getitem__, pieces))
-            # unit k ends where piece n_k ends; its ids are flat[token_end[n_(k-1)]:token_end[n_k]]
-            piece_ends = list(accumulate(map(len, pieces)))
-            pieces_before = map(bisect_right, repeat(piece_ends), accumulate(map(len, spelled)))
-            token_end = [0, *accumulate(map(len, piece_ids))]
-            ends = list(map(token_end.__getitem__, pieces_before))
-            flat = list(chain.from_iterable(piece_ids))
-            values = list(map(tuple, map(flat.__getitem__, map(slice, chain((0,), ends), ends))))
-            cache.add_many(group, values)
-
-    def _encode_chunk(self, text: str) -> tuple[int, ...]:
-        pieces = (_ASCII_PIECES if text.isascii() else _PIECES).findall(text)
-        return tuple(chain.from_iterable(map(self.pieces.__getitem__, pieces)))
+    def _encode_pieces(self, text: str) -> list[int]:
+        ids: list[int] = []
+        pattern = _ASCII_PIECES if text.isascii() else _PIECES
+        any(map(ids.extend, map(self.pieces.__getitem__, pattern.findall(text))))
+        return ids
 
     def _encode_unit(self, unit: str) -> tuple[int, ...]:
         # A unit is the text after a cut space: " " + unit, placeholders back to spaces.
         if unit.isascii() and unit.isalpha():  # " word": one piece, no pattern needed
             return self._encode_piece(" " + unit)
-        return self._encode_chunk(" " + unit.replace(_PLACEHOLDER, " "))
+        return tuple(self._encode_pieces(" " + unit.replace(_PLACEHOLDER, " ")))
 
     def _encode_piece(self, piece: str) -> tuple[int, ...]:
-        word = piece.encode("utf-8").decode("latin-1").translate(_LATIN1_TO_BYTE_LEVEL)
+        word = to_byte_level(piece)
         token = self.encoder.get(word)
-        if token is not None:
-            return (token,)
-        return tuple(self.bpe(word))
+        return (token,) if token is not None else self.bpe(word)
 
-    def bpe(self, word: str) -> list[int]:
+    def _add_units(self, units: list[str]) -> None:
+        """Encode the units of a text that are not cached yet with one pass of the pattern over all of them.
+
+        First sight of a long text: one findall over the concatenated new units instead of one per unit (whose
+        Python overhead would dominate). Each unit starts with a cut space, so the pieces of the concatenation are
+        the units' pieces, and each unit's share is found from the character positions. The text's first and last
+        units (which may start or end anywhere) are left to the normal path.
+        """
+        cache = self.units
+        new = set(islice(units, 1, len(units) - 1))
+        new = [u for u in filterfalse(cache.old.__contains__, filterfalse(cache.__contains__, new))
+               if len(u) <= cache.max_key]
+        # ASCII units go through the faster stdlib pattern, the others through `regex`
+        with gc_paused():
+            for group, pattern in ((list(filter(str.isascii, new)), _ASCII_PIECES),
+                                   (list(filterfalse(str.isascii, new)), _PIECES)):
+                if group:
+                    spelled = list(map(" ".__add__, group))
+                    pieces = pattern.findall("".join(spelled).replace(_PLACEHOLDER, " "))
+                    cache.add_many(group, self._group_ids(spelled, pieces))
+
+    def _group_ids(self, spelled: list[str], pieces: list[str]) -> list[tuple[int, ...]]:
+        """The ids of each of `spelled`, given the pieces of their concatenation."""
+        self._add_pieces(pieces)
+        piece_ids = list(map(self.pieces.__getitem__, pieces))
+        # text k ends where piece n_k ends; its ids are flat[token_end[n_(k-1)]:token_end[n_k]]
+        piece_ends = list(accumulate(map(len, pieces)))
+        pieces_before = map(bisect_right, repeat(piece_ends), accumulate(map(len, spelled)))
+        token_end = [0, *accumulate(map(len, piece_ids))]
+        ends = list(map(token_end.__getitem__, pieces_before))
+        flat = list(chain.from_iterable(piece_ids))
+        return list(map(tuple, map(flat.__getitem__, map(slice, chain((0,), ends), ends))))
+
+    def _add_pieces(self, pieces: list[str]) -> None:
+        """Encode the distinct pieces that are not cached yet together: one byte-level translation for all, then
+        the vocabulary for those that are one token, and a batch merge for the others."""
+        cache = self.pieces
+        new = [p for p in filterfalse(cache.old.__contains__, filterfalse(cache.__contains__, set(pieces)))
+               if len(p) <= cache.max_key]
+        if not new:
+            return
+        words = _to_byte_level_many(new)
+        tokens = list(map(self.encoder.get, words))
+        keys = [p for p, t in zip(new, tokens) if t is not None]
+        values = [(t,) for t in tokens if t is not None]
+        todo = [k for k, t in enumerate(tokens) if t is None]
+        keys += map(new.__getitem__, todo)
+        values += self.bpe_many(list(map(words.__getitem__, todo)))
+        cache.add_many(keys, values)
+
+    def bpe_many(self, words: list[str]) -> list[tuple[int, ...]]:
+        """`bpe` of many byte-level words: lockstep numpy merges when there are enough bytes to pay for them."""
+        size = sum(map(len, words))
+        if size >= _LOCKSTEP_MIN_BYTES or (size >= _LOCKSTEP_MIN_BYTES_NUMPY_LOADED and "numpy" in sys.modules):
+            if self._lockstep is None:
+                self._lockstep = _LockstepMerger(self)
+            return self._lockstep.merge(words)
+        return list(map(self.bpe, words))
+
+    def bpe(self, word: str) -> tuple[int, ...]:
         """Merge the byte-level characters of one piece; returns the ids of the final parts."""
-        if len(word) > _LONG_WORD:
-            parts = self._merge_long(word)
-        else:
-            parts = self._merge(word)
-        return list(map(self.encoder.__getitem__, parts))
+        parts = self._merge_long(word) if len(word) > _LONG_WORD else self._merge(word)
+        return tuple(map(self.encoder.__getitem__, parts))
 
     def _merge(self, word: str) -> list[str]:
         parts = list(word)
@@ -413,27 +450,204 @@ class ByteLevelBPE:
         return b"".join(map(self.token_bytes.__getitem__, ids))
 
 
-def _split_units(text: str) -> list[str]:
-    """Cut `text` at every space that follows a non-whitespace character (and at a leading space).
+# ------------------------------------------------------------------------------------------ batch merging
+class _LockstepMerger:
+    """BPE for many words at once, with numpy.
 
-    No GPT-2 piece crosses such a space: the piece before it ends at its non-space character, and the space
-    starts the next piece whatever follows. So the pieces of the text are the pieces of units[0] followed by the
-    pieces of " " + unit for each later unit -- which makes units cacheable. Spaces that follow whitespace (runs
-    of spaces, indentation after a newline) belong to whitespace pieces: they become a placeholder first so that
-    split(" ") leaves them inside their unit. Only str.replace / str.split run here: C speed, no regex.
+    Each round merges, in every unfinished word, its lowest-ranked pair (leftmost on ties): exactly the merge the
+    one-word loop would make next, so the results are the same, while the Python overhead is paid once per round
+    (a few dozen numpy calls) instead of once per merge. The words are consecutive runs of one flat array of token
+    ids; `pair[k]` is the rank of the token that ids[k] + ids[k + 1] spell (_NO_PAIR at the end of a word and where
+    the concatenation is not a token). A pair's rank is looked up in the vocabulary once and then remembered.
     """
-    s = text.replace("  ", " " + _PLACEHOLDER)
+
+    def __init__(self, bpe: ByteLevelBPE):
+        import numpy as np
+
+        self.np = np
+        self.tokens, self.ranks = bpe.tokens, bpe.ranks
+        self.stride = len(bpe.tokens)  # pair key = left * stride + right
+        self.memo = _PairMemo(np, self._vocabulary_ranks)
+        self.byte_ids = np.array([bpe.encoder[c] for c in BYTE_CHARS], dtype=np.int64)  # UTF-8 byte -> id
+        self.char_bytes = np.zeros(max(map(ord, BYTE_CHARS)) + 1, dtype=np.int64)  # byte-level character -> byte
+        self.char_bytes[list(map(ord, BYTE_CHARS))] = np.arange(256)
+        # rank of each pair of bytes, at (first << 8) | second
+        self.byte_pairs = np.full(1 << 16, _NO_PAIR, dtype=np.int64)
+        self.rank_to_id = np.zeros(max(bpe.ranks.values(), default=0) + 1, dtype=np.int64)
+        for token, rank in bpe.ranks.items():
+            self.rank_to_id[rank] = bpe.encoder[token]
+            if len(token) == 2:
+                self.byte_pairs[_BYTE_LEVEL_TO_LATIN1[ord(token[0])] << 8 | _BYTE_LEVEL_TO_LATIN1[ord(token[1])]] = rank
+
+    def merge(self, words: list[str]) -> list[tuple[int, ...]]:
+        """The ids of each byte-level word (like `ByteLevelBPE.bpe`)."""
+        np = self.np
+        if not words:
+            return []
+        lens = np.fromiter(map(len, words), dtype=np.int64, count=len(words))
+        # byte-level characters -> byte values, through their code points
+        raw = self.char_bytes[np.frombuffer("".join(words).encode("utf-32-le"), dtype=np.uint32)]
+        ids = self.byte_ids[raw]
+        pair = np.empty_like(ids)
+        pair[:-1] = self.byte_pairs[raw[:-1] << 8 | raw[1:]]
+        starts = np.cumsum(lens) - lens
+        pair[starts[1:] - 1] = pair[-1] = _NO_PAIR
+        word = np.arange(len(words))
+        positions = np.arange(len(ids))
+        finished: list[tuple] = []  # (word numbers, lengths, ids) of the words done in a round
+        while len(word):
+            # each word's lowest pair, leftmost on ties: the minimum of rank * 2**32 + position
+            best = np.minimum.reduceat(pair << 32 | positions[:len(pair)], starts)
+            low, first = best >> 32, best & 0xFFFFFFFF
+            done = low == _NO_PAIR
+            keep = np.ones(len(ids), dtype=bool)
+            if done.any():
+                gone = np.repeat(done, lens)
+                finished.append((word[done], lens[done], ids[gone]))
+                keep[gone] = False
+                live = ~done
+                word, lens, low, first, starts = word[live], lens[live], low[live], first[live], starts[live]
+            # merge: the new token replaces the pair's left part, the right part goes
+            ids[first] = self.rank_to_id[low]
+            keep[first + 1] = False
+            ids, pair = ids[keep], pair[keep]
+            offset = first - starts
+            lens -= 1
+            starts = np.cumsum(lens) - lens
+            first = starts + offset
+            # the new token's pairs with its neighbours
+            last = offset == lens - 1
+            pair[first[last]] = _NO_PAIR
+            right = first[~last]
+            pair[right] = self.memo.get(ids[right] * self.stride + ids[right + 1])
+            left = first[offset > 0] - 1
+            pair[left] = self.memo.get(ids[left] * self.stride + ids[left + 1])
+        return self._unpack(finished, len(words))
+
+    def _vocabulary_ranks(self, keys: list[int]) -> list[int]:
+        tokens, stride, get = self.tokens, self.stride, self.ranks.get
+        return [get(tokens[key // stride] + tokens[key % stride], _NO_PAIR) for key in keys]
+
+    def _unpack(self, finished: list[tuple], count: int) -> list[tuple[int, ...]]:
+        """Per-word tuples, in the order of the words, from the rounds' finished words."""
+        np = self.np
+        order = np.argsort(np.concatenate([w for w, _, _ in finished]))
+        flat = np.concatenate([i for _, _, i in finished]).tolist()
+        ends = list(accumulate(np.concatenate([n for _, n, _ in finished]).tolist()))
+        values = list(map(tuple, map(flat.__getitem__, map(slice, chain((0,), ends), ends))))
+        return list(map(values.__getitem__, order.tolist()))
+
+
+class _PairMemo:
+    """Remembered ranks of id pairs, in a numpy open-addressing hash table (linear probing): a whole array of pairs
+    is looked up with a few vectorized probes; only pairs never seen before go to `lookup` (Python), once each.
+    Bounded: beyond _PAIR_MEMO_ENTRIES entries it starts empty again."""
+
+    def __init__(self, np, lookup):
+        self.np, self.lookup = np, lookup
+        self._allocate(17)
+
+    def _allocate(self, bits: int) -> None:
+        self.bits, self.size = bits, 0
+        self.keys = self.np.full(1 << bits, -1, dtype=self.np.int64)  # -1: empty slot
+        self.values = self.np.zeros(1 << bits, dtype=self.np.int64)
+
+    def _slots(self, keys):
+        np = self.np  # Fibonacci hashing: the top bits of key * 2**64 / golden ratio
+        return ((keys.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(64 - self.bits)).astype(np.int64)
+
+    def get(self, keys):
+        """Ranks of an int64 array of pair keys."""
+        np = self.np
+        out = np.empty(len(keys), dtype=np.int64)
+        todo, slot, missing = np.arange(len(keys)), self._slots(keys), [np.arange(0)]
+        while len(todo):
+            found = self.keys[slot]
+            hit = found == keys[todo]
+            out[todo[hit]] = self.values[slot[hit]]
+            empty = found == -1
+            missing.append(todo[empty])
+            probe = ~(hit | empty)
+            todo, slot = todo[probe], (slot[probe] + 1) & ((1 << self.bits) - 1)
+        missing = np.concatenate(missing)
+        if len(missing):
+            new, where = np.unique(keys[missing], return_inverse=True)
+            ranks = np.array(self.lookup(new.tolist()), dtype=np.int64)
+            self._insert(new, ranks)
+            out[missing] = ranks[where.ravel()]
+        return out
+
+    def _insert(self, keys, values) -> None:
+        np = self.np
+        if self.size + len(keys) > _PAIR_MEMO_ENTRIES:
+            self._allocate(self.bits)
+        elif 2 * (self.size + len(keys)) > len(self.keys):  # keep the table at most half full
+            live = self.keys >= 0
+            old_keys, old_values = self.keys[live], self.values[live]
+            self._allocate(max(self.bits + 1, int(4 * (self.size + len(keys))).bit_length()))
+            self._insert(old_keys, old_values)
+        todo, slot = np.arange(len(keys)), self._slots(keys)
+        while len(todo):
+            free = self.keys[slot] == -1
+            self.keys[slot[free]] = keys[todo[free]]  # keys racing for one free slot: the last write wins it
+            won = np.zeros(len(todo), dtype=bool)
+            won[free] = self.keys[slot[free]] == keys[todo[free]]
+            self.values[slot[won]] = values[todo[won]]
+            todo, slot = todo[~won], (slot[~won] + 1) & ((1 << self.bits) - 1)
+        self.size += len(keys)
+
+
+@contextmanager
+def gc_paused():
+    """Pause the cyclic garbage collector while making ~1e5 tuples or lists that form no cycle (bulk and batch
+    encoding): each collection would scan the young ones again, and the many survivors trigger full collections
+    over every cache entry; that took a quarter of a cold encode and half of a batch's unpacking."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _to_byte_level_many(texts: list[str]) -> list[str]:
+    """`to_byte_level` of each text, with one translation of their concatenation."""
+    joined = to_byte_level("".join(texts))
+    sizes = map(len, texts)
+    if len(joined) != sum(map(len, texts)):  # not all ASCII: cut at UTF-8 byte counts
+        sizes = map(len, map(str.encode, texts))
+    ends = list(accumulate(sizes))
+    return list(map(joined.__getitem__, map(slice, chain((0,), ends), ends)))
+
+
+def _split_units(text: str) -> list[str]:
+    """Cut `text` before every space that is followed by a non-whitespace character.
+
+    Such a space always starts a piece (" word", " 42", " (": GPT-2's pattern takes it with the character after
+    it), so no piece crosses it: the pieces of the text are the pieces of units[0] followed by the pieces of
+    " " + unit for each later unit -- which makes units cacheable. The other spaces (all but the last of a run, a
+    space before a newline) belong to whitespace pieces: they become a placeholder first so that split(" ") leaves
+    them inside their unit. "Followed by whitespace" is marked on the reversed text, where it reads "preceded by"
+    and str.replace, scanning left to right, carries the mark along a run of spaces. Only str methods run here:
+    C speed, no regex.
+    """
+    r = text[::-1].replace("  ", " " + _PLACEHOLDER)
     for ws in _WS_NOT_SPACE_ASCII:
-        if ws in s:
-            s = s.replace(ws + " ", ws + _PLACEHOLDER)
-    if not s.isascii():
+        if ws in r:
+            r = r.replace(ws + " ", ws + _PLACEHOLDER)
+    if not r.isascii():
         for ws in _WS_NON_ASCII:
-            if ws in s:
-                s = s.replace(ws + " ", ws + _PLACEHOLDER)
-    # After the replacements above no two spaces are adjacent, so one pass catches every space left after a
-    # placeholder (the rest of a run of spaces).
-    s = s.replace(_PLACEHOLDER + " ", _PLACEHOLDER + _PLACEHOLDER)
-    return s.split(" ")
+            if ws in r:
+                r = r.replace(ws + " ", ws + _PLACEHOLDER)
+    # no two spaces are adjacent now, so one pass marks the rest of every run
+    r = r.replace(_PLACEHOLDER + " ", _PLACEHOLDER + _PLACEHOLDER)
+    units = r[::-1].split(" ")
+    if len(text) > 1 and text[-1] == " " and text[-2] in WHITESPACE:
+        # a final space after whitespace is no cut: it ends the text's last whitespace piece
+        units.pop()
+        units[-1] += _PLACEHOLDER
+    return units
 
 
 # ------------------------------------------------------------------------------------ tiktoken rank files

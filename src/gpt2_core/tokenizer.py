@@ -19,17 +19,19 @@ leftmost-longest). The encoding machinery lives in `gpt2_core.bpe`.
 
 from __future__ import annotations
 
+import array
 import json
 import logging
 import os
 import re
 import sys
 import weakref
-from itertools import chain
+from bisect import bisect_left
+from itertools import accumulate, chain
 from typing import Any, Iterable, Mapping, Sequence
 
 from . import hub
-from .bpe import EOS_TOKEN, MERGES_HEADER, ByteLevelBPE, byte_level_to_bytes
+from .bpe import EOS_TOKEN, MERGES_HEADER, ByteLevelBPE, byte_level_to_bytes, gc_paused
 from .io_utils import atomic_write_text
 
 logger = logging.getLogger(__name__)
@@ -49,8 +51,10 @@ SPECIAL_TOKEN_KEYS = ("bos_token", "eos_token", "unk_token", "sep_token", "pad_t
 _PAD_HINT = ("Asking to pad but the tokenizer does not have a padding token. Please select a token to use as "
              "`pad_token` `(tokenizer.pad_token = tokenizer.eos_token e.g.)` or add a new pad token via "
              "`tokenizer.add_special_tokens({'pad_token': '[PAD]'})`.")
-# Batches of at least this many characters are encoded by a process pool on every core (Linux, fork).
+# Batches of at least this many characters are encoded by a process pool on every core (Linux, fork), cut into
+# this many chunks per process (small enough to balance the work, large enough to send few messages).
 PARALLEL_MIN_CHARS = 1 << 20
+_CHUNKS_PER_PROCESS = 8
 
 
 class BatchEncoding(dict):
@@ -517,37 +521,40 @@ class GPT2Tokenizer:
 
     def _encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
         if len(texts) > 1 and (os.cpu_count() or 1) > 1 and _fork_available():
-            total = 0
-            for text in texts:
-                total += len(text) if isinstance(text, str) else 0
-                if total >= self.parallel_min_chars:
-                    return self._encode_parallel(texts)
-        return [self._encode_text(text) for text in texts]
+            try:
+                total = sum(map(len, texts))
+            except TypeError:  # not all strings: the serial loop names the culprit
+                total = 0
+            if total >= self.parallel_min_chars:
+                return self._encode_parallel(texts)
+        with gc_paused():  # one list per text: see gc_paused
+            return list(map(self._encode_text, texts))
 
     def _encode_parallel(self, texts: Sequence[str]) -> list[list[int]]:
-        """Encode on every core: a process pool forked from this process (so it starts with our caches)."""
-        import array
+        """Encode on every core: worker processes forked from this one (so they start with our caches) take
+        chunks from the front of the batch while this process encodes chunks from the back that no worker has
+        started; it then unpacks the workers' results.
 
-        for text in texts:
-            if not isinstance(text, str):
-                raise ValueError(f"text should be a string or a list of strings. Received an item of type "
-                                 f"{type(text).__name__}")
+        Workers send each chunk's ids back as two flat uint32 arrays (ids, lengths): unpacking is one C call per
+        chunk plus a slice per text, so the share of work that stays here is small.
+        """
+        if not set(map(type, texts)) <= {str}:
+            bad = next(t for t in texts if not isinstance(t, str))
+            raise ValueError(f"text should be a string or a list of strings. Received an item of type "
+                             f"{type(bad).__name__}")
         pool, workers = self._get_pool()
-        # ~4 chunks per worker, balanced by characters, order kept
-        target = max(1, sum(map(len, texts)) // (4 * workers))
-        chunks, current, size = [], [], 0
-        for text in texts:
-            current.append(text)
-            size += len(text)
-            if size >= target:
-                chunks.append(current)
-                current, size = [], 0
-        if current:
-            chunks.append(current)
-        out: list[list[int]] = []
-        for packed in pool.map(_worker_encode, chunks):
-            out += [array.array("I", blob).tolist() for blob in packed]
-        return out
+        chunks = _chunks(texts, _CHUNKS_PER_PROCESS * (workers + 1))
+        futures = [pool.submit(_worker_encode, chunk) for chunk in chunks]
+        results: list[list | None] = [None] * len(chunks)
+        with gc_paused():
+            for k in reversed(range(len(chunks))):
+                if not futures[k].cancel():  # a worker has it: so are all before it
+                    break
+                results[k] = list(map(self._encode_text, chunks[k]))
+            for k, future in enumerate(futures):
+                if results[k] is None:
+                    results[k] = _unpack(*future.result())
+        return list(chain.from_iterable(results))
 
     def _get_pool(self):
         key = self._version
@@ -557,7 +564,8 @@ class GPT2Tokenizer:
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
 
-        workers = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        workers = max(1, cores - 1)  # this process encodes too
         # fork: the workers inherit this tokenizer (and its warm caches) without pickling
         pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"),
                                    initializer=_worker_init, initargs=(self,))
@@ -980,9 +988,27 @@ def _worker_init(tokenizer: GPT2Tokenizer) -> None:
     _WORKER = tokenizer
 
 
-def _worker_encode(texts: list[str]) -> list[bytes]:
-    import array
-
+def _worker_encode(texts: list[str]) -> tuple[bytes, bytes]:
+    """The ids of a chunk of texts, packed: all ids as uint32, then each text's number of ids."""
     if _WORKER is None:
         raise RuntimeError("tokenizer worker used before _worker_init")
-    return [array.array("I", _WORKER._encode_text(text)).tobytes() for text in texts]
+    with gc_paused():
+        encoded = list(map(_WORKER._encode_text, texts))
+    ids = array.array("I")
+    any(map(ids.extend, encoded))  # extend returns None: any() runs them all at C speed
+    return ids.tobytes(), array.array("I", map(len, encoded)).tobytes()
+
+
+def _unpack(ids_blob: bytes, lengths_blob: bytes) -> list[list[int]]:
+    ids = array.array("I", ids_blob).tolist()
+    ends = list(accumulate(array.array("I", lengths_blob)))
+    return list(map(ids.__getitem__, map(slice, chain((0,), ends), ends)))
+
+
+def _chunks(texts: Sequence[str], count: int) -> list[Sequence[str]]:
+    """`texts` cut into about `count` runs of similar size in characters, in order."""
+    ends = list(accumulate(map(len, texts)))
+    step = max(1, ends[-1] // count)
+    cuts = sorted({bisect_left(ends, size) + 1 for size in range(step, ends[-1], step)} - {len(texts)})
+    cuts = [0, *cuts, len(texts)]
+    return list(map(texts.__getitem__, map(slice, cuts, cuts[1:])))

@@ -14,11 +14,12 @@ import unicodedata
 from pathlib import Path
 
 import pytest
+import regex
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gpt2_core import BatchEncoding, GPT2Tokenizer, hub
-from gpt2_core.bpe import BUILTIN_DIR, GPT2_PATTERN, ByteLevelBPE, _split_units
+from gpt2_core.bpe import BUILTIN_DIR, GPT2_PATTERN, ByteLevelBPE, _LockstepMerger, _split_units, to_byte_level
 
 SHARED = Path(__file__).resolve().parents[2].parent / "shared"
 CORPUS = SHARED / "corpus"
@@ -104,10 +105,11 @@ def test_unicode_14_assigned_code_points_match_tiktoken(tok, reference):
 
 # A text strategy that hits GPT-2's pattern where it is subtle: whitespace runs before words and at the end,
 # contractions, digits, punctuation runs, emoji and every Unicode category (surrogates excluded).
-_FRAGMENTS = st.sampled_from([" ", "  ", "   ", "\n", "\n\n", "\t", " \n ", "\r\n", "\u3000", "\xa0", "\u2028",
+_FRAGMENT_LIST = [" ", "  ", "   ", "\n", "\n\n", "\t", " \n ", "\r\n", "\u3000", "\xa0", "\u2028",
                               "'s", "'t", "'re", "'ve", "'m", "'ll", "'d", "'S", "''", "123", " 4567", "½", "²",
                               "😀", "🤗🤗", "👨‍👩‍👧", "é", "é", "中文", "ß", "ǅ", "\x00", "\x1c", "\x01", "...",
-                              "<|endoftext|>", "<|endoftext", "ĠĊ"])
+                              "<|endoftext|>", "<|endoftext", "ĠĊ"]
+_FRAGMENTS = st.sampled_from(_FRAGMENT_LIST)
 TEXT = st.lists(st.one_of(st.text(st.characters(blacklist_categories=("Cs",)), max_size=12), _FRAGMENTS),
                 max_size=24).map("".join)
 
@@ -117,6 +119,8 @@ TEXT = st.lists(st.one_of(st.text(st.characters(blacklist_categories=("Cs",)), m
 def test_hypothesis_matches_tiktoken_and_round_trips(tok, reference, text):
     ids = tok.bpe.encode(text)
     assert ids == reference.encode_ordinary(text)
+    long = text * (300 // (len(text) + 1) + 1)  # past the short-text path: units and their cache
+    assert tok.bpe.encode(long) == reference.encode_ordinary(long)
     assert tok.decode(ids) == text
     assert tok.encode(text) == reference.encode(text, allowed_special="all")
     assert tok.decode(tok.encode(text)) == text
@@ -130,14 +134,24 @@ def test_hypothesis_round_trip_any_text(tok, text):
 
 
 def test_units_cut_where_pieces_cannot_cross():
-    text = "a  b\n   c\t d \xa0 e\u3000 f  "
+    text = "a  b\n   c\t d \xa0 e\u3000 f \n\n x  "
     units = _split_units(text)
     assert " ".join(units).replace("\x01", " ") == text
-    # every cut space follows a non-whitespace character
+    # every cut space is followed by a non-whitespace character
     pos = len(units[0])
     for unit in units[1:]:
-        assert not text[pos - 1].isspace()
+        assert text[pos] == " " and not text[pos + 1].isspace()
         pos += 1 + len(unit)
+
+
+@settings(max_examples=300, deadline=None)
+@given(TEXT)
+def test_units_have_the_pieces_of_the_text(text):
+    """The invariant the unit cache rests on: a text's pieces are its first unit's, then those of " " + unit."""
+    pieces = regex.compile(GPT2_PATTERN).findall
+    units = [u.replace("\x01", " ") for u in _split_units(text)]
+    if "\x01" not in text:
+        assert pieces(units[0]) + [p for u in units[1:] for p in pieces(" " + u)] == pieces(text)
 
 
 def test_cached_equals_uncached(reference):
@@ -149,6 +163,64 @@ def test_cached_equals_uncached(reference):
     words = [line for line in text.split("\n") if line][:2000]
     fresh.reset_caches()
     assert [fresh.encode(w) for w in words] == [reference.encode_ordinary(w) for w in words]  # unit by unit
+
+
+def _random_text(seed: int, size: int) -> str:
+    """Fragments that stress the pattern, random words in several scripts and random code points."""
+    import random
+
+    rng = random.Random(seed)
+    fragments = [f for f in _FRAGMENT_LIST if f != "\x01"]  # a placeholder character sends text to the piece path
+    fragments += [" ", "  ", "\n", "\n    ", "\t", ",", ".", "(", ")", "'s", "'ll", " 2024", "—", "…"]
+    alphabets = ["abcdefghijklmnopqrstuvwxyz", "абвгдежзийклмнопрстуфхцчшщыэюя", "αβγδεζηθικλμνξοπρστυφχψω",
+                 "的一是不了人我在有他这为之大来以个中上们", "ابتثجحخدذرزسشصضطظعغفقكلمنهوي", "अआइईउऊएऐओऔकखगघचछजझ"]
+    out: list[str] = []
+    while size > 0:
+        roll = rng.random()
+        if roll < 0.6:
+            letters = rng.choice(alphabets)
+            out.append(" " + "".join(rng.choice(letters) for _ in range(rng.randint(1, 14))))
+        elif roll < 0.9:
+            out.append(rng.choice(fragments))
+        else:
+            out.append("".join(chr(rng.choice([rng.randint(0x20, 0x2FF), rng.randint(0x3000, 0x9FFF),
+                                               rng.randint(0x1F300, 0x1FAFF)])) for _ in range(rng.randint(1, 4))))
+        size -= len(out[-1])
+    return "".join(out)
+
+
+@pytest.mark.parametrize("lockstep", [False, True])
+def test_bulk_path_on_random_text(reference, monkeypatch, lockstep):
+    """A long new text goes through the bulk path (one pattern pass over its new units, batch merges)."""
+    from gpt2_core import bpe as bpe_module
+
+    # the numpy lockstep merger for every batch of new words, however small, or never
+    monkeypatch.setattr(bpe_module, "_LOCKSTEP_MIN_BYTES", 0 if lockstep else float("inf"))
+    monkeypatch.setattr(bpe_module, "_LOCKSTEP_MIN_BYTES_NUMPY_LOADED", 0 if lockstep else float("inf"))
+    text = _random_text(seed=7 + lockstep, size=200_000)
+    fresh = ByteLevelBPE.from_merges_text((Path(BUILTIN_DIR) / "merges.txt").read_text(encoding="utf-8"))
+    assert fresh.encode(text) == reference.encode_ordinary(text)
+    assert (fresh._lockstep is not None) == lockstep
+    assert fresh.encode(text) == reference.encode_ordinary(text)  # warm
+
+
+def test_lockstep_merge_equals_the_one_word_merge(tok):
+    bpe = tok.bpe
+    words = [to_byte_level(w) for w in _random_text(seed=3, size=30_000).split(" ") if len(w) > 1]
+    words += ["a" * 300, "ab" * 200, "ĠĠ" * 150, "Ã" * 257, "x1y2" * 60, "ĠÐ¿ÑĢÐ¸Ð²ÐµÑĤ", "Ġthe", "ab"]
+    assert bpe.bpe_many(words) == list(map(bpe.bpe, words))  # the Python loop (small batch)
+    assert _LockstepMerger(bpe).merge(words) == list(map(bpe.bpe, words))
+
+
+def test_lockstep_merge_with_ids_out_of_rank_order(tok):
+    """A vocabulary whose ids do not follow merge order (ranks and ids differ)."""
+    vocab = {token: (index * 7919) % 50257 for token, index in tok.bpe.encoder.items()}  # a permutation
+    permuted, _ = ByteLevelBPE.from_vocab(vocab, tok.bpe.merges())
+    assert permuted.ranks is not permuted.encoder
+    words = [to_byte_level(w) for w in _random_text(seed=5, size=20_000).split(" ") if len(w) > 1]
+    expected = [tuple(vocab[tok.bpe.tokens[i]] for i in ids) for ids in map(tok.bpe.bpe, words)]
+    assert list(map(permuted.bpe, words)) == expected
+    assert _LockstepMerger(permuted).merge(words) == expected
 
 
 def test_long_pieces_use_the_heap_merge_with_the_same_result(tok, reference):
@@ -292,6 +364,15 @@ def test_parallel_batch_equals_serial(tok):
         assert parallel_tok.encode_batch(["azzqqb", "c"]) == [[64, 50257, 65], [66]]
     finally:
         parallel_tok.close()
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.text(max_size=30), min_size=1, max_size=60), st.integers(1, 40))
+def test_parallel_chunks_keep_every_text_in_order(texts, count):
+    from gpt2_core.tokenizer import _chunks
+
+    chunks = _chunks(texts, count)
+    assert [t for chunk in chunks for t in chunk] == texts and all(chunks)
 
 
 # --------------------------------------------------------------------------------------------- loading

@@ -16,11 +16,12 @@ exceptions: the choice costs nothing on text written before 2025 and follows Uni
 
 Speed: the text is cut into "units" -- the text between spaces that are followed by a non-space -- with
 str.replace / str.split (C speed); units are cached, so warm text costs one dict lookup per word. The units of a
-long new text are encoded in bulk: one pattern pass over all of them (stdlib `re` with ASCII classes for ASCII
-units, `regex` otherwise), a second cache for their pieces, and the merges of all new pieces together -- in
-lockstep with numpy when there are enough of them (`_LockstepMerger`), else one word at a time in Python.
-Both caches are bounded (`UNIT_CACHE_*`, `PIECE_CACHE_*`: at most 2 x 2**18 units of up to 256 characters and
-2 x 2**17 pieces, i.e. a few hundred MB at worst), and so are the lockstep merger's remembered pair ranks.
+long new text are encoded in bulk (`_add_units`): a unit of letters is one piece as it stands, the others are cut
+by the pattern (stdlib `re` with ASCII classes for ASCII units, `regex` otherwise), a second cache holds the
+pieces, and all new pieces are merged together -- in lockstep with numpy when there are enough of them
+(`_LockstepMerger`, its pair ranks in a hash table built from the shipped `vocab/pairs.npy`), else one word at a
+time in Python. Both caches are bounded (`UNIT_CACHE_*`, `PIECE_CACHE_*`: at most 2 x 2**18 units of up to 256
+characters and 2 x 2**17 pieces, i.e. a few hundred MB at worst).
 """
 
 from __future__ import annotations
@@ -31,7 +32,6 @@ import operator
 import os
 import re
 import sys
-from bisect import bisect_right
 from contextlib import contextmanager
 from itertools import accumulate, chain, filterfalse, islice, repeat
 from typing import Iterable, Mapping
@@ -56,6 +56,7 @@ _WS_NON_ASCII = WHITESPACE[6:]
 MERGES_HEADER = "#version: 0.2"
 EOS_TOKEN = "<|endoftext|>"
 BUILTIN_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "vocab")
+PAIRS_FILE = "pairs.npy"  # `mergeable_pairs` of merges.txt (python -m gpt2_core.bpe writes both)
 
 
 def bytes_to_unicode() -> list[str]:
@@ -156,9 +157,7 @@ _NO_RANK = 1 << 62
 _LONG_WORD = 128  # byte-level characters; longer words use the O(n log n) heap merge
 # Lockstep numpy merging pays for its import (~0.1 s) from about this many bytes of words to merge (the Python
 # loop merges ~1 MB/s); when numpy is loaded already it is the faster one from a few KB on.
-_LOCKSTEP_MIN_BYTES, _LOCKSTEP_MIN_BYTES_NUMPY_LOADED = 1 << 17, 1 << 12
-_NO_PAIR = (1 << 31) - 1  # rank of a pair that makes no token
-_PAIR_MEMO_ENTRIES = 1 << 19  # the lockstep merger forgets its remembered pair ranks beyond this (<= 32 MB)
+_LOCKSTEP_MIN_BYTES, _LOCKSTEP_MIN_BYTES_NUMPY_LOADED = 1 << 18, 1 << 12
 
 
 class ByteLevelBPE:
@@ -189,6 +188,10 @@ class ByteLevelBPE:
         self._merges_text = merges_text
         self._token_bytes: list[bytes] | None = None
         self._lockstep: _LockstepMerger | None = None  # built on the first large batch of new words
+        self._pairs_file: str | None = None  # a saved `mergeable_pairs` table (the shipped vocabulary's)
+        # True when merging any token's bytes gives back that token, so the batch merge needs no vocabulary
+        # look-up first (GPT-2's vocabulary; unknown for others, which then look every new piece up)
+        self._tokens_merge_to_themselves = False
         self.units = _BoundedCache(self._encode_unit, max_entries=UNIT_CACHE_ENTRIES,
                                    max_chars=UNIT_CACHE_CHARS, max_key=UNIT_MAX_CHARS)
         self.pieces = _BoundedCache(self._encode_piece, max_entries=PIECE_CACHE_ENTRIES,
@@ -203,6 +206,8 @@ class ByteLevelBPE:
         if cls._builtin is None:
             with open(os.path.join(BUILTIN_DIR, "merges.txt"), encoding="utf-8") as f:
                 cls._builtin = cls.from_merges_text(f.read())
+            cls._builtin._pairs_file = os.path.join(BUILTIN_DIR, PAIRS_FILE)
+            cls._builtin._tokens_merge_to_themselves = True  # checked by tests/core/test_tokenizer_vocab.py
         return cls._builtin
 
     @classmethod
@@ -297,46 +302,53 @@ class ByteLevelBPE:
         return (token,) if token is not None else self.bpe(word)
 
     def _add_units(self, units: list[str]) -> None:
-        """Encode the units of a text that are not cached yet with one pass of the pattern over all of them.
+        """Encode the units of a text that are not cached yet, together.
 
-        First sight of a long text: one findall over the concatenated new units instead of one per unit (whose
-        Python overhead would dominate). Each unit starts with a cut space, so the pieces of the concatenation are
-        the units' pieces, and each unit's share is found from the character positions. The text's first and last
-        units (which may start or end anywhere) are left to the normal path.
+        First sight of a long text. A unit of letters only is one piece (" " + letters): no pattern pass. The
+        others are cut by the pattern one unit at a time (stdlib `re` with ASCII classes for ASCII units, `regex`
+        otherwise), with C-level loops only. Then all their new pieces are encoded in one batch (`_add_pieces`),
+        and each unit's ids are its pieces' ids. The text's first and last units (which may start or end
+        anywhere) are left to the normal path.
         """
         cache = self.units
         new = set(islice(units, 1, len(units) - 1))
-        new = [u for u in filterfalse(cache.old.__contains__, filterfalse(cache.__contains__, new))
-               if len(u) <= cache.max_key]
-        # ASCII units go through the faster stdlib pattern, the others through `regex`
+        if cache or cache.old:
+            new = filterfalse(cache.old.__contains__, filterfalse(cache.__contains__, new))
+        new = [u for u in new if len(u) <= cache.max_key]
         with gc_paused():
-            for group, pattern in ((list(filter(str.isascii, new)), _ASCII_PIECES),
-                                   (list(filterfalse(str.isascii, new)), _PIECES)):
-                if group:
-                    spelled = list(map(" ".__add__, group))
-                    pieces = pattern.findall("".join(spelled).replace(_PLACEHOLDER, " "))
-                    cache.add_many(group, self._group_ids(spelled, pieces))
+            # str.isalpha is the pattern's \p{L} (every code point is checked by a test)
+            words = list(filter(str.isalpha, new))
+            spelled_words = list(map(" ".__add__, words))
+            others = list(filterfalse(str.isalpha, new))
+            ascii_others = list(filter(str.isascii, others))
+            other_others = list(filterfalse(str.isascii, others))
+            piece_lists = [*map(_ASCII_PIECES.findall, map(str.replace, map(" ".__add__, ascii_others),
+                                                          repeat(_PLACEHOLDER), repeat(" "))),
+                           *map(_PIECES.findall, map(str.replace, map(" ".__add__, other_others),
+                                                     repeat(_PLACEHOLDER), repeat(" ")))]
+            distinct = set(spelled_words)
+            distinct.update(chain.from_iterable(piece_lists))
+            self._add_pieces(distinct)
+            get = self.pieces.__getitem__
+            values = list(map(get, spelled_words))  # the piece's own tuple: no new object
+            values += map(tuple, map(chain.from_iterable, map(map, repeat(get), piece_lists)))
+            cache.add_many(words + ascii_others + other_others, values)
+            # freed before the collector runs again, so that it does not walk them
+            del piece_lists, values, distinct
 
-    def _group_ids(self, spelled: list[str], pieces: list[str]) -> list[tuple[int, ...]]:
-        """The ids of each of `spelled`, given the pieces of their concatenation."""
-        self._add_pieces(pieces)
-        piece_ids = list(map(self.pieces.__getitem__, pieces))
-        # text k ends where piece n_k ends; its ids are flat[token_end[n_(k-1)]:token_end[n_k]]
-        piece_ends = list(accumulate(map(len, pieces)))
-        pieces_before = map(bisect_right, repeat(piece_ends), accumulate(map(len, spelled)))
-        token_end = [0, *accumulate(map(len, piece_ids))]
-        ends = list(map(token_end.__getitem__, pieces_before))
-        flat = list(chain.from_iterable(piece_ids))
-        return list(map(tuple, map(flat.__getitem__, map(slice, chain((0,), ends), ends))))
-
-    def _add_pieces(self, pieces: list[str]) -> None:
-        """Encode the distinct pieces that are not cached yet together: one byte-level translation for all, then
-        the vocabulary for those that are one token, and a batch merge for the others."""
+    def _add_pieces(self, pieces: Iterable[str]) -> None:
+        """Encode the distinct pieces that are not cached yet together: the numpy batch merge when there are
+        enough of them, else the vocabulary for those that are one token and the one-word merge for the others."""
         cache = self.pieces
-        new = [p for p in filterfalse(cache.old.__contains__, filterfalse(cache.__contains__, set(pieces)))
+        new = [p for p in filterfalse(cache.old.__contains__, filterfalse(cache.__contains__, pieces))
                if len(p) <= cache.max_key]
         if not new:
             return
+        if self._tokens_merge_to_themselves and self._use_lockstep(sum(map(len, new))):
+            merger = self._merger()
+            if merger.usable:
+                cache.add_many(new, merger.merge_text(new))
+                return
         words = _to_byte_level_many(new)
         tokens = list(map(self.encoder.get, words))
         keys = [p for p, t in zip(new, tokens) if t is not None]
@@ -346,12 +358,29 @@ class ByteLevelBPE:
         values += self.bpe_many(list(map(words.__getitem__, todo)))
         cache.add_many(keys, values)
 
+    @staticmethod
+    def _use_lockstep(size: int) -> bool:
+        return size >= _LOCKSTEP_MIN_BYTES or (size >= _LOCKSTEP_MIN_BYTES_NUMPY_LOADED and "numpy" in sys.modules)
+
+    def _merger(self) -> "_LockstepMerger":
+        if self._lockstep is None:
+            self._lockstep = _LockstepMerger(self)
+        return self._lockstep
+
+    def _pair_table(self):
+        """`mergeable_pairs` as an (n, 3) numpy array: the shipped file when there is one."""
+        import numpy as np
+
+        if self._pairs_file is not None:
+            try:
+                return np.load(self._pairs_file)
+            except (OSError, ValueError):  # not installed with the package: work it out
+                pass
+        return np.array(mergeable_pairs(self), dtype=np.int64).reshape(-1, 3)
+
     def bpe_many(self, words: list[str]) -> list[tuple[int, ...]]:
         """`bpe` of many byte-level words: lockstep numpy merges when there are enough bytes to pay for them."""
-        size = sum(map(len, words))
-        if size >= _LOCKSTEP_MIN_BYTES or (size >= _LOCKSTEP_MIN_BYTES_NUMPY_LOADED and "numpy" in sys.modules):
-            if self._lockstep is None:
-                self._lockstep = _LockstepMerger(self)
+        if self._use_lockstep(sum(map(len, words))) and self._merger().usable:
             return self._lockstep.merge(words)
         return list(map(self.bpe, words))
 
@@ -451,150 +480,200 @@ class ByteLevelBPE:
 
 
 # ------------------------------------------------------------------------------------------ batch merging
+_COLUMN_BITS = 8  # a word's pair position rides in the low bits of its rank while the lowest pair is sought
+_LOCKSTEP_MAX_BYTES = 1 << _COLUMN_BITS  # longer words go to the one-word merge
+_NO_PAIR = (1 << (31 - _COLUMN_BITS)) - 1  # rank of a pair that makes no token (int32 with the position bits)
+_PAIR_TABLE_BITS = 18  # 2**18 slots for GPT-2's 108,299 pairs: most look-ups end at the first probe
+# Word length buckets (bytes): the words of a bucket are merged together, padded to the bucket's longest.
+_LENGTH_EDGES = (3, 4, 5, 6, 7, 8, 10, 12, 14, 16, 20, 24, 32, 48, 64, 96, 128, 192)
+
+
+def mergeable_pairs(bpe: "ByteLevelBPE") -> list[tuple[int, int, int]]:
+    """Every (left id, right id, rank) whose two tokens spell a token together: the pairs BPE may merge.
+
+    A token has one merge in merges.txt but can be spelled by other pairs too ("ab" + "c" and "a" + "bc"); the
+    byte-level BPE merges any adjacent pair whose concatenation is a token, so all of them are listed.
+    """
+    get = bpe.encoder.get
+    pairs = []
+    for token, rank in bpe.ranks.items():
+        for cut in range(1, len(token)):
+            left = get(token[:cut])
+            if left is not None:
+                right = get(token[cut:])
+                if right is not None:
+                    pairs.append((left, right, rank))
+    return pairs
+
+
 class _LockstepMerger:
     """BPE for many words at once, with numpy.
 
     Each round merges, in every unfinished word, its lowest-ranked pair (leftmost on ties): exactly the merge the
     one-word loop would make next, so the results are the same, while the Python overhead is paid once per round
-    (a few dozen numpy calls) instead of once per merge. The words are consecutive runs of one flat array of token
-    ids; `pair[k]` is the rank of the token that ids[k] + ids[k + 1] spell (_NO_PAIR at the end of a word and where
-    the concatenation is not a token). A pair's rank is looked up in the vocabulary once and then remembered.
+    instead of once per merge. Words of similar length share a matrix, one column per word (column-major, so that
+    the search for each word's lowest pair is an element-wise minimum over rows); every round removes one part
+    from every live word, i.e. one row from the matrix. Pair ranks come from an open-addressing hash table of all
+    mergeable pairs, looked up with a few vectorized probes: no Python per pair.
     """
 
-    def __init__(self, bpe: ByteLevelBPE):
+    def __init__(self, bpe: "ByteLevelBPE"):
         import numpy as np
 
         self.np = np
-        self.tokens, self.ranks = bpe.tokens, bpe.ranks
+        self.one_word = bpe.bpe
+        pairs = bpe._pair_table()
+        self.usable = len(pairs) == 0 or int(pairs[:, 2].max()) < _NO_PAIR
         self.stride = len(bpe.tokens)  # pair key = left * stride + right
-        self.memo = _PairMemo(np, self._vocabulary_ranks)
-        self.byte_ids = np.array([bpe.encoder[c] for c in BYTE_CHARS], dtype=np.int64)  # UTF-8 byte -> id
-        self.char_bytes = np.zeros(max(map(ord, BYTE_CHARS)) + 1, dtype=np.int64)  # byte-level character -> byte
-        self.char_bytes[list(map(ord, BYTE_CHARS))] = np.arange(256)
-        # rank of each pair of bytes, at (first << 8) | second
-        self.byte_pairs = np.full(1 << 16, _NO_PAIR, dtype=np.int64)
-        self.rank_to_id = np.zeros(max(bpe.ranks.values(), default=0) + 1, dtype=np.int64)
-        for token, rank in bpe.ranks.items():
-            self.rank_to_id[rank] = bpe.encoder[token]
-            if len(token) == 2:
-                self.byte_pairs[_BYTE_LEVEL_TO_LATIN1[ord(token[0])] << 8 | _BYTE_LEVEL_TO_LATIN1[ord(token[1])]] = rank
-
-    def merge(self, words: list[str]) -> list[tuple[int, ...]]:
-        """The ids of each byte-level word (like `ByteLevelBPE.bpe`)."""
-        np = self.np
-        if not words:
-            return []
-        lens = np.fromiter(map(len, words), dtype=np.int64, count=len(words))
-        # byte-level characters -> byte values, through their code points
-        raw = self.char_bytes[np.frombuffer("".join(words).encode("utf-32-le"), dtype=np.uint32)]
-        ids = self.byte_ids[raw]
-        pair = np.empty_like(ids)
-        pair[:-1] = self.byte_pairs[raw[:-1] << 8 | raw[1:]]
-        starts = np.cumsum(lens) - lens
-        pair[starts[1:] - 1] = pair[-1] = _NO_PAIR
-        word = np.arange(len(words))
-        positions = np.arange(len(ids))
-        finished: list[tuple] = []  # (word numbers, lengths, ids) of the words done in a round
-        while len(word):
-            # each word's lowest pair, leftmost on ties: the minimum of rank * 2**32 + position
-            best = np.minimum.reduceat(pair << 32 | positions[:len(pair)], starts)
-            low, first = best >> 32, best & 0xFFFFFFFF
-            done = low == _NO_PAIR
-            keep = np.ones(len(ids), dtype=bool)
-            if done.any():
-                gone = np.repeat(done, lens)
-                finished.append((word[done], lens[done], ids[gone]))
-                keep[gone] = False
-                live = ~done
-                word, lens, low, first, starts = word[live], lens[live], low[live], first[live], starts[live]
-            # merge: the new token replaces the pair's left part, the right part goes
-            ids[first] = self.rank_to_id[low]
-            keep[first + 1] = False
-            ids, pair = ids[keep], pair[keep]
-            offset = first - starts
-            lens -= 1
-            starts = np.cumsum(lens) - lens
-            first = starts + offset
-            # the new token's pairs with its neighbours
-            last = offset == lens - 1
-            pair[first[last]] = _NO_PAIR
-            right = first[~last]
-            pair[right] = self.memo.get(ids[right] * self.stride + ids[right + 1])
-            left = first[offset > 0] - 1
-            pair[left] = self.memo.get(ids[left] * self.stride + ids[left + 1])
-        return self._unpack(finished, len(words))
-
-    def _vocabulary_ranks(self, keys: list[int]) -> list[int]:
-        tokens, stride, get = self.tokens, self.stride, self.ranks.get
-        return [get(tokens[key // stride] + tokens[key % stride], _NO_PAIR) for key in keys]
-
-    def _unpack(self, finished: list[tuple], count: int) -> list[tuple[int, ...]]:
-        """Per-word tuples, in the order of the words, from the rounds' finished words."""
-        np = self.np
-        order = np.argsort(np.concatenate([w for w, _, _ in finished]))
-        flat = np.concatenate([i for _, _, i in finished]).tolist()
-        ends = list(accumulate(np.concatenate([n for _, n, _ in finished]).tolist()))
-        values = list(map(tuple, map(flat.__getitem__, map(slice, chain((0,), ends), ends))))
-        return list(map(values.__getitem__, order.tolist()))
-
-
-class _PairMemo:
-    """Remembered ranks of id pairs, in a numpy open-addressing hash table (linear probing): a whole array of pairs
-    is looked up with a few vectorized probes; only pairs never seen before go to `lookup` (Python), once each.
-    Bounded: beyond _PAIR_MEMO_ENTRIES entries it starts empty again."""
-
-    def __init__(self, np, lookup):
-        self.np, self.lookup = np, lookup
-        self._allocate(17)
-
-    def _allocate(self, bits: int) -> None:
-        self.bits, self.size = bits, 0
-        self.keys = self.np.full(1 << bits, -1, dtype=self.np.int64)  # -1: empty slot
-        self.values = self.np.zeros(1 << bits, dtype=self.np.int64)
-
-    def _slots(self, keys):
-        np = self.np  # Fibonacci hashing: the top bits of key * 2**64 / golden ratio
-        return ((keys.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(64 - self.bits)).astype(np.int64)
-
-    def get(self, keys):
-        """Ranks of an int64 array of pair keys."""
-        np = self.np
-        out = np.empty(len(keys), dtype=np.int64)
-        todo, slot, missing = np.arange(len(keys)), self._slots(keys), [np.arange(0)]
-        while len(todo):
-            found = self.keys[slot]
-            hit = found == keys[todo]
-            out[todo[hit]] = self.values[slot[hit]]
-            empty = found == -1
-            missing.append(todo[empty])
-            probe = ~(hit | empty)
-            todo, slot = todo[probe], (slot[probe] + 1) & ((1 << self.bits) - 1)
-        missing = np.concatenate(missing)
-        if len(missing):
-            new, where = np.unique(keys[missing], return_inverse=True)
-            ranks = np.array(self.lookup(new.tolist()), dtype=np.int64)
-            self._insert(new, ranks)
-            out[missing] = ranks[where.ravel()]
-        return out
-
-    def _insert(self, keys, values) -> None:
-        np = self.np
-        if self.size + len(keys) > _PAIR_MEMO_ENTRIES:
-            self._allocate(self.bits)
-        elif 2 * (self.size + len(keys)) > len(self.keys):  # keep the table at most half full
-            live = self.keys >= 0
-            old_keys, old_values = self.keys[live], self.values[live]
-            self._allocate(max(self.bits + 1, int(4 * (self.size + len(keys))).bit_length()))
-            self._insert(old_keys, old_values)
+        self.rank_to_id = np.zeros(max(bpe.ranks.values(), default=0) + 1, dtype=np.int32)
+        self.rank_to_id[np.fromiter(bpe.ranks.values(), dtype=np.int64, count=len(bpe.ranks))] = \
+            np.fromiter(map(bpe.encoder.__getitem__, bpe.ranks), dtype=np.int64, count=len(bpe.ranks))
+        self.byte_ids = np.array([bpe.encoder[c] for c in BYTE_CHARS], dtype=np.int32)  # UTF-8 byte -> id
+        # one shared int object per id: the result tuples point to these, not to 1e6 fresh ints (a cold encode's
+        # garbage collection and its final list both touch every int object the tuples hold)
+        self.id_objects = np.array(list(range(self.stride)), dtype=object)
+        byte_of_id = np.zeros(self.stride, dtype=np.int64)
+        byte_of_id[self.byte_ids] = np.arange(256)
+        left, right, ranks = pairs[:, 0].astype(np.int64), pairs[:, 1].astype(np.int64), pairs[:, 2].astype(np.int32)
+        # rank of each pair of bytes, at (first << 8) | second: the first round needs no hashing
+        self.byte_pairs = np.full(1 << 16, _NO_PAIR, dtype=np.int32)
+        small = (left < self.stride) & (right < self.stride)
+        small[small] = np.isin(left[small], self.byte_ids) & np.isin(right[small], self.byte_ids)
+        self.byte_pairs[byte_of_id[left[small]] << 8 | byte_of_id[right[small]]] = ranks[small]
+        self.mask = (1 << _PAIR_TABLE_BITS) - 1
+        while 2 * len(pairs) > self.mask:  # keep the table at most half full
+            self.mask = 2 * self.mask + 1
+        self.shift = np.uint64(64 - self.mask.bit_length())
+        self.keys = np.full(self.mask + 1, -1, dtype=np.int64)  # -1: empty slot
+        self.values = np.full(self.mask + 1, _NO_PAIR, dtype=np.int32)
+        keys = left * self.stride + right
         todo, slot = np.arange(len(keys)), self._slots(keys)
         while len(todo):
             free = self.keys[slot] == -1
             self.keys[slot[free]] = keys[todo[free]]  # keys racing for one free slot: the last write wins it
             won = np.zeros(len(todo), dtype=bool)
             won[free] = self.keys[slot[free]] == keys[todo[free]]
-            self.values[slot[won]] = values[todo[won]]
-            todo, slot = todo[~won], (slot[~won] + 1) & ((1 << self.bits) - 1)
-        self.size += len(keys)
+            self.values[slot[won]] = ranks[todo[won]]
+            todo, slot = todo[~won], (slot[~won] + 1) & self.mask
+
+    def _slots(self, keys):
+        np = self.np  # Fibonacci hashing: the top bits of key * 2**64 / golden ratio
+        return ((keys.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)) >> self.shift).astype(np.intp)
+
+    def _ranks(self, left, right):
+        """Rank of each pair (int32 arrays of ids); _NO_PAIR where the two spell no token."""
+        np = self.np
+        keys = left.astype(np.int64) * self.stride + right
+        slot = self._slots(keys)
+        found = self.keys[slot]
+        out = self.values[slot]
+        other = found != keys
+        out[other] = _NO_PAIR
+        todo = np.flatnonzero(other & (found != -1))  # the slot holds another key: probe on
+        while len(todo):
+            slot[todo] = (slot[todo] + 1) & self.mask
+            found = self.keys[slot[todo]]
+            hit = found == keys[todo]
+            out[todo[hit]] = self.values[slot[todo[hit]]]
+            todo = todo[~hit & (found != -1)]
+        return out
+
+    def merge(self, words: list[str]) -> list[tuple[int, ...]]:
+        """The ids of each byte-level word (like `ByteLevelBPE.bpe`, which merges those longer than
+        _LOCKSTEP_MAX_BYTES)."""
+        np = self.np
+        raw = np.frombuffer("".join(words).translate(_BYTE_LEVEL_TO_LATIN1).encode("latin-1"), dtype=np.uint8)
+        lens = np.fromiter(map(len, words), dtype=np.int64, count=len(words))
+        return self._merge_all(raw, lens, lambda k: self.one_word(words[k]))
+
+    def merge_text(self, pieces: list[str]) -> list[tuple[int, ...]]:
+        """The ids of each piece of text (merging the bytes of a piece that is a token must give that token)."""
+        np = self.np
+        raw = np.frombuffer("".join(pieces).encode("utf-8"), dtype=np.uint8)
+        lens = np.fromiter(map(len, pieces), dtype=np.int64, count=len(pieces))
+        if len(raw) != int(lens.sum()):  # not all ASCII: byte lengths from where each character starts
+            char_at = np.flatnonzero((raw & 0xC0) != 0x80)
+            byte_starts = char_at[np.cumsum(lens) - lens]
+            lens = np.diff(byte_starts, append=len(raw))
+        return self._merge_all(raw, lens, lambda k: self.one_word(to_byte_level(pieces[k])))
+
+    def _merge_all(self, raw, lens, one_word) -> list[tuple[int, ...]]:
+        np = self.np
+        long = np.flatnonzero(lens > _LOCKSTEP_MAX_BYTES)
+        values = self.merge_bytes(raw, np.cumsum(lens) - lens, lens, lens <= _LOCKSTEP_MAX_BYTES)
+        for k in long.tolist():
+            values[k] = one_word(k)
+        return values
+
+    def merge_bytes(self, raw, starts, lens, selected) -> list[tuple[int, ...] | None]:
+        """The ids of each selected word, given all their bytes (uint8), starts and lengths (selected: at most
+        _LOCKSTEP_MAX_BYTES); None for the others."""
+        np = self.np
+        count = len(lens)
+        values: list = [None] * count
+        chosen = np.flatnonzero(selected)
+        if not len(chosen):
+            return values
+        order = chosen[np.argsort(lens[chosen], kind="stable")]
+        cuts = [0, *np.searchsorted(lens[order], _LENGTH_EDGES).tolist(), len(order)]
+        finished = [part for words in map(order.__getitem__, map(slice, cuts, cuts[1:])) if len(words)
+                    for part in self._merge_bucket(raw, starts[words], lens[words], words)]
+        numbers = np.concatenate([n for n, _, _ in finished])
+        flat = self.id_objects[np.concatenate([i for _, _, i in finished])].tolist()
+        ends = list(accumulate(np.concatenate([k for _, k, _ in finished]).tolist()))
+        done = list(map(tuple, map(flat.__getitem__, map(slice, chain((0,), ends), ends))))
+        if len(chosen) == count:
+            return list(map(done.__getitem__, np.argsort(numbers, kind="stable").tolist()))
+        for k, value in zip(numbers.tolist(), done):
+            values[k] = value
+        return values
+
+    def _merge_bucket(self, raw, starts, lens, numbers) -> list[tuple]:
+        """Merge words of similar length; returns (word numbers, their lengths, their ids word after word) for
+        each round where some words finished."""
+        np = self.np
+        width = int(lens.max())
+        row = np.arange(width)[:, None]
+        real = row < lens[None, :]
+        data = raw[np.where(real, starts[None, :] + row, 0)].astype(np.int32)
+        ids = np.where(real, self.byte_ids[data], -1)  # -1: padding below a word's last part
+        ranks = np.where(real[1:], self.byte_pairs[data[:-1] << 8 | data[1:]], _NO_PAIR)
+        ranks = ranks << _COLUMN_BITS | row[:-1].astype(np.int32)  # rank, then position: leftmost on ties
+        length = lens.astype(np.int64)
+        finished = []
+        while True:
+            if len(ranks):
+                best = np.minimum.reduce(ranks, axis=0)
+                low = best >> _COLUMN_BITS
+                over = low == _NO_PAIR
+            else:  # one part left in every word
+                over = np.ones(len(numbers), dtype=bool)
+            if over.any():
+                done = ids[:, over].T.ravel()
+                finished.append((numbers[over], length[over], done[done >= 0]))
+                live = ~over
+                if not live.any():
+                    return finished
+                ids, ranks, numbers, best, low, length = (ids[:, live], ranks[:, live], numbers[live], best[live],
+                                                         low[live], length[live])
+            count = len(numbers)
+            at = best & ((1 << _COLUMN_BITS) - 1)
+            # the new token replaces the pair's left part; every part right of it moves up one row
+            shifted = np.arange(len(ids) - 1)[:, None] >= at[None, :]
+            ids = np.where(shifted, ids[1:], ids[:-1])
+            flat_ids = ids.ravel()
+            flat_ids[at * count + np.arange(count)] = self.rank_to_id[low]
+            length -= 1
+            ranks = np.where(shifted[:-1], ranks[1:] - 1, ranks[:-1])
+            if not len(ranks):
+                continue
+            # the new token's pairs with its neighbours (ranks is C-contiguous: ravel is a view)
+            flat_ranks = ranks.ravel()
+            for first in (at, at - 1):
+                words = np.flatnonzero((first >= 0) & (first + 1 < length))
+                where = first[words] * count + words
+                flat_ranks[where] = (self._ranks(flat_ids[where], flat_ids[where + count]) << _COLUMN_BITS
+                                     | first[words])
 
 
 @contextmanager
@@ -704,8 +783,19 @@ def write_merges(merges: list[tuple[str, str]], path: str | os.PathLike) -> None
     atomic_write_text(path, MERGES_HEADER + "\n" + "".join(f"{a} {b}\n" for a, b in merges))
 
 
+def write_pairs(bpe: ByteLevelBPE, path: str | os.PathLike) -> None:
+    """Save `mergeable_pairs(bpe)` as a .npy array of (left id, right id, rank) rows (uint16 when they fit)."""
+    import numpy as np
+
+    pairs = np.array(mergeable_pairs(bpe), dtype=np.int64).reshape(-1, 3)
+    if not len(pairs) or pairs.max() < 1 << 16:
+        pairs = pairs.astype(np.uint16)
+    np.save(path, pairs)
+
+
 def main(argv: list[str] | None = None) -> int:
-    """`python -m gpt2_core.bpe gpt2.tiktoken OUT_DIR`: write OUT_DIR/merges.txt (how vocab/merges.txt was made)."""
+    """`python -m gpt2_core.bpe gpt2.tiktoken OUT_DIR`: write OUT_DIR/merges.txt and OUT_DIR/pairs.npy (how the
+    shipped vocabulary was made)."""
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) != 2:
         sys.stderr.write("usage: python -m gpt2_core.bpe RANKS.tiktoken OUT_DIR\n")
@@ -713,6 +803,8 @@ def main(argv: list[str] | None = None) -> int:
     merges = merges_from_ranks(load_tiktoken_ranks(argv[0]))
     os.makedirs(argv[1], exist_ok=True)
     write_merges(merges, os.path.join(argv[1], "merges.txt"))
+    bpe = ByteLevelBPE.from_merges_text("\n".join(f"{a} {b}" for a, b in merges))
+    write_pairs(bpe, os.path.join(argv[1], PAIRS_FILE))
     return 0
 
 

@@ -204,6 +204,35 @@ def test_bulk_path_on_random_text(reference, monkeypatch, lockstep):
     assert fresh.encode(text) == reference.encode_ordinary(text)  # warm
 
 
+def test_bulk_path_text_merge_on_random_text(reference, monkeypatch):
+    """The builtin vocabulary's bulk path: pieces merged from their UTF-8 bytes with no vocabulary look-up."""
+    from gpt2_core import bpe as bpe_module
+
+    monkeypatch.setattr(bpe_module, "_LOCKSTEP_MIN_BYTES", 0)
+    fresh = ByteLevelBPE.from_merges_text((Path(BUILTIN_DIR) / "merges.txt").read_text(encoding="utf-8"))
+    fresh._tokens_merge_to_themselves = True
+    fresh._pairs_file = ByteLevelBPE.builtin()._pairs_file
+    text = _random_text(seed=11, size=200_000) + " " + "é" * 300 + " " + "ab" * 200 + " x"  # two long words
+    assert fresh.encode(text) == reference.encode_ordinary(text)
+    assert fresh._lockstep is not None
+    assert fresh.encode(text) == reference.encode_ordinary(text)  # warm
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.text(min_size=1, max_size=40), min_size=1, max_size=30))
+def test_hypothesis_text_merge_equals_the_one_word_merge(tok, pieces):
+    pieces = [p for p in pieces if not any(0xD800 <= ord(c) < 0xE000 for c in p)] or ["a"]
+    merger = tok.bpe._merger()
+    assert merger.merge_text(pieces) == [tok.bpe.bpe(to_byte_level(p)) for p in pieces]
+
+
+def test_letters_are_one_piece():
+    """The bulk path takes " " + a unit for which str.isalpha() holds as one piece, without the pattern: every
+    code point Python calls a letter must be a \\p{L} letter to `regex`."""
+    letter = regex.compile(r"\p{L}").fullmatch
+    assert not [cp for cp in range(0x110000) if chr(cp).isalpha() and not letter(chr(cp))]
+
+
 def test_lockstep_merge_equals_the_one_word_merge(tok):
     bpe = tok.bpe
     words = [to_byte_level(w) for w in _random_text(seed=3, size=30_000).split(" ") if len(w) > 1]

@@ -23,6 +23,7 @@ def ranks():
 def test_shipped_merges_are_derived_from_the_ranks(ranks, tmp_path):
     assert bpe.main([str(RANKS), str(tmp_path)]) == 0
     assert (tmp_path / "merges.txt").read_bytes() == (VOCAB_DIR / "merges.txt").read_bytes()
+    assert (tmp_path / bpe.PAIRS_FILE).read_bytes() == (VOCAB_DIR / bpe.PAIRS_FILE).read_bytes()
 
 
 def test_merges_start_like_gpt2():
@@ -65,3 +66,22 @@ def test_bad_vocab_files_are_reported(tmp_path):
     (tmp_path / "merges.txt").write_text("#version: 0.2\na b c\n")
     with pytest.raises(ValueError, match="line 2"):
         GPT2Tokenizer.from_pretrained(tmp_path)
+
+
+def test_shipped_pair_table_is_derived_from_the_merges():
+    import numpy as np
+
+    from gpt2_core.bpe import PAIRS_FILE, ByteLevelBPE, mergeable_pairs
+
+    shipped = np.load(VOCAB_DIR / PAIRS_FILE).astype(np.int64)
+    assert shipped.tolist() == [list(p) for p in mergeable_pairs(ByteLevelBPE.builtin())]
+
+
+def test_builtin_tokens_merge_to_themselves():
+    """What lets the bulk path skip the vocabulary look-up of each new piece (`_tokens_merge_to_themselves`)."""
+    from gpt2_core.bpe import ByteLevelBPE
+
+    builtin = ByteLevelBPE.builtin()
+    assert builtin._tokens_merge_to_themselves
+    tokens = list(builtin.encoder)
+    assert builtin._merger().merge(tokens) == [(builtin.encoder[t],) for t in tokens]

@@ -1,9 +1,11 @@
 """PyTorch generate vs transformers' generate: gpt2-small shape, random weights, fp32, 2 threads.
 
-Both run the same weights on the same prompts, greedy, measured alternately in one process; prints tokens/s of
-each and the ratio. Also our opt-in int8 decoding (against transformers fp32) and its effect on the logits.
+Both run the same weights on the same prompts, greedy, measured alternately in one process (ours, transformers,
+ours int8, per round). Prints tokens/s of each from the median wall time, the ratio, the median of the per-round
+ratios (pairs run next to each other, so a load spike hits both) and the ratio of CPU times (process_time: what
+the work cost, less sensitive to other processes than wall time). Then int8's effect on the logits.
 
-    python bench/bench_pt_generate.py [--rounds 3] [--new-tokens 64] [--threads 2]
+    python bench/bench_pt_generate.py [--rounds 5] [--new-tokens 64] [--threads 2] [--batches 1,8]
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import torch
 
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--prompt-tokens", type=int, default=16)
     parser.add_argument("--new-tokens", type=int, default=64)
     parser.add_argument("--threads", type=int, default=2)
@@ -31,6 +33,7 @@ def main():
 
     from gpt2_pt.modeling import GPT2LMHeadModel
 
+    transformers.logging.set_verbosity_error()
     torch.manual_seed(0)
     reference = transformers.GPT2LMHeadModel(transformers.GPT2Config()).eval()
     with tempfile.TemporaryDirectory() as directory:
@@ -50,32 +53,41 @@ def main():
 
     for batch in [int(b) for b in args.batches.split(",")]:
         ids = torch.randint(0, 50257, (batch, args.prompt_tokens), generator=torch.Generator().manual_seed(batch))
-        same = torch.equal(our_run(ids), ref_run(ids))
+        same = torch.equal(our_run(ids), ref_run(ids))  # also the warm-up
         our_run(ids, "int8")  # builds the int8 weights once (cached on the model)
-        times = {"ours": [], "transformers": [], "ours int8": []}
+        runs = {"ours": lambda: our_run(ids), "transformers": lambda: ref_run(ids),
+                "ours int8": lambda: our_run(ids, "int8")}
+        wall, cpu = {k: [] for k in runs}, {k: [] for k in runs}
         for _ in range(args.rounds):
-            for name, fn in (("ours", lambda: our_run(ids)), ("transformers", lambda: ref_run(ids)),
-                             ("ours int8", lambda: our_run(ids, "int8"))):
-                start = time.perf_counter()
+            for name, fn in runs.items():
+                start, start_cpu = time.perf_counter(), time.process_time()
                 fn()
-                times[name].append(time.perf_counter() - start)
-        rate = {k: batch * args.new_tokens / statistics.median(v) for k, v in times.items()}
-        print(f"batch {batch}: ours {rate['ours']:.1f} tok/s | transformers {rate['transformers']:.1f} tok/s | "
-              f"ratio {rate['ours'] / rate['transformers']:.2f}x | same tokens: {same}")
-        print(f"batch {batch}: ours int8 {rate['ours int8']:.1f} tok/s | ratio vs transformers fp32 "
-              f"{rate['ours int8'] / rate['transformers']:.2f}x")
+                wall[name].append(time.perf_counter() - start)
+                cpu[name].append(time.process_time() - start_cpu)
+        rate = {k: batch * args.new_tokens / statistics.median(v) for k, v in wall.items()}
+        for name in ("ours", "ours int8"):
+            paired = statistics.median(r / o for o, r in zip(wall[name], wall["transformers"]))
+            cpu_ratio = statistics.median(cpu["transformers"]) / statistics.median(cpu[name])
+            print(f"batch {batch}: {name:9s} {rate[name]:7.1f} tok/s | transformers fp32 {rate['transformers']:7.1f} "
+                  f"tok/s | ratio {rate[name] / rate['transformers']:.2f}x (paired rounds {paired:.2f}x, "
+                  f"cpu time {cpu_ratio:.2f}x)" + (f" | same tokens: {same}" if name == "ours" else ""))
 
-    # int8's effect on the logits: the first next-token distribution over 8 random prompts
-    from gpt2_pt.generation import _LeanDecoder
+    _int8_logits(ours, args.prompt_tokens)
 
-    ids = torch.randint(0, 50257, (8, args.prompt_tokens), generator=torch.Generator().manual_seed(99)).numpy()
+
+def _int8_logits(ours, prompt_tokens):
+    """int8's effect on the first next-token distribution over 8 random prompts."""
+    from gpt2_pt.generation import _ModelRunner, int8_copy
+
+    ids = torch.randint(0, 50257, (8, prompt_tokens), generator=torch.Generator().manual_seed(99))
     with torch.inference_mode():
-        fp = _LeanDecoder(ours, 8, args.prompt_tokens + 1).prefill(ids, np.ones_like(ids))
-        q = _LeanDecoder(ours, 8, args.prompt_tokens + 1, quantize="int8").prefill(ids, np.ones_like(ids))
-    p, pq = torch.softmax(torch.from_numpy(fp), -1), torch.softmax(torch.from_numpy(q), -1)
+        fp = _ModelRunner(ours, 8, prompt_tokens + 1).prefill(ids.numpy(), np.ones_like(ids.numpy()))
+        q = _ModelRunner(int8_copy(ours), 8, prompt_tokens + 1).prefill(ids.numpy(), np.ones_like(ids.numpy()))
+    p, pq = torch.softmax(torch.from_numpy(fp).double(), -1), torch.softmax(torch.from_numpy(q).double(), -1)
     kl = (p * (p.log() - pq.log())).sum(-1)
     print(f"int8 logits: max |diff| {np.abs(fp - q).max():.4f} (logit std {fp.std():.3f}), "
-          f"mean KL(fp32||int8) {kl.mean():.2e}, top-1 agreement {(fp.argmax(-1) == q.argmax(-1)).mean():.2f}")
+          f"mean KL(fp32||int8) {kl.mean():.2e}, top-1 agreement {(fp.argmax(-1) == q.argmax(-1)).mean():.2f} "
+          "(random weights give near-flat distributions: the top two logits are often near-ties)")
 
 
 if __name__ == "__main__":

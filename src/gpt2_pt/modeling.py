@@ -159,9 +159,14 @@ class KVCache:
         return tuple((k[:, :, :self.length], v[:, :, :self.length]) for k, v in zip(self.keys, self.values))
 
     def reorder(self, index: torch.Tensor) -> None:
-        """Select (and repeat) batch rows, as beam search does after each step."""
-        self.keys = [k.index_select(0, index) for k in self.keys]
-        self.values = [v.index_select(0, index) for v in self.values]
+        """Select (and repeat) batch rows, as beam search does after each step (in place when the batch size stays:
+        only the filled part is copied)."""
+        if index.numel() != self.batch_size:
+            self.keys = [k.index_select(0, index) for k in self.keys]
+            self.values = [v.index_select(0, index) for v in self.values]
+            return
+        for buffer in (*self.keys, *self.values):
+            buffer[:, :, :self.length] = buffer[:, :, :self.length].index_select(0, index)
 
     @classmethod
     def from_tuple(cls, past, max_length: int) -> "KVCache":
@@ -192,7 +197,9 @@ class Conv1D(nn.Module):
         self.bias = nn.Parameter(torch.zeros(n_out))
 
     def forward(self, x):
-        # F.linear wants (out, in); .t() is a free view, and the GEMM runs as fast as x @ W (bench_pt_forward.py).
+        # F.linear wants (out, in); .t() is a free view. The GEMM runs as fast as x @ W (bench_pt_forward.py), and
+        # for one row (decoding at batch 1) as fast as torch.mv, numpy's BLAS or either weight layout: ~27 GB/s on 2
+        # threads, the memory limit of two cores (PERFORMANCE.md).
         return F.linear(x, self.weight.t(), self.bias)
 
 
@@ -211,10 +218,8 @@ class Attention(nn.Module):
 
     def forward(self, x, mask, layer_past=None, cache=None, output_attentions=False):
         B, T, C = x.shape
-        q, k, v = self.c_attn(x).split(C, dim=2)
-        q = q.view(B, T, self.n_head, self.head_dim).transpose(1, 2)  # (B, nh, T, hd)
-        k = k.view(B, T, self.n_head, self.head_dim).transpose(1, 2)  # (B, nh, T, hd)
-        v = v.view(B, T, self.n_head, self.head_dim).transpose(1, 2)  # (B, nh, T, hd)
+        qkv = self.c_attn(x).view(B, T, 3, self.n_head, self.head_dim)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each (B, nh, T, hd)
         if cache is not None:
             k, v = cache.update(self.layer_idx, k, v)  # (B, nh, past + T, hd)
         elif layer_past is not None:
@@ -231,7 +236,8 @@ class Attention(nn.Module):
                                                is_causal=mask is None and T > 1, scale=self.scale)
             weights = None
         y = y.transpose(1, 2).reshape(B, T, C)  # (B, T, nh * hd): heads side by side again
-        return self.resid_dropout(self.c_proj(y)), present, weights
+        y = self.c_proj(y)
+        return (self.resid_dropout(y) if self.training else y), present, weights
 
     def _explicit_attention(self, q, k, v, mask):
         T, S = q.size(-2), k.size(-2)
@@ -255,7 +261,8 @@ class MLP(nn.Module):
         self.dropout = nn.Dropout(config.resid_pdrop)
 
     def forward(self, x):
-        return self.dropout(self.c_proj(self.act(self.c_fc(x))))
+        x = self.c_proj(self.act(self.c_fc(x)))
+        return self.dropout(x) if self.training else x  # (in eval, skipping the call saves time per decoding step)
 
 
 class Block(nn.Module):
@@ -405,7 +412,8 @@ class GPT2Model(GPT2PreTrainedModel):
         x = x + self.wpe(position_ids)
         if token_type_ids is not None:
             x = x + self.wte(token_type_ids)
-        x = self.drop(x)  # (B, T, C)
+        if self.training:
+            x = self.drop(x)  # (B, T, C)
         mask = attention_mask_for(attention_mask, T, P + T, x.device)
 
         presents, all_hidden, all_weights = [], [], []
@@ -478,6 +486,8 @@ def _check_inputs(config, input_ids, inputs_embeds, past_key_values, attention_m
 
 
 def _check_ids(name, ids, limit):
+    if ids.is_meta:  # shapes only (a model built on the meta device): no values to check
+        return
     low, high = int(ids.min()), int(ids.max())
     if low < 0 or high >= limit:
         raise ValueError(f"`{name}` should lie in [0, {limit}). Received: values from {low} to {high}")
@@ -504,18 +514,35 @@ def lm_loss(logits, labels):
     return F.cross_entropy(logits[..., :-1, :].flatten(0, -2).float(), labels[..., 1:].flatten(), ignore_index=-100)
 
 
+class VocabProjection(nn.Linear):
+    """nn.Linear(n_embd, vocab_size, bias=False) (same state_dict), with the GEMM layout that reads its large
+    (vocab, n_embd) weight fastest for a few rows (a decoding step at batch 4-16): W @ x.T runs ~1.4x faster than
+    x @ W.T there (bench/bench_pt_generate.py; both are exact fp32 products, only the summation order differs)."""
+
+    def forward(self, x):
+        rows = x.numel() // x.size(-1)
+        if 4 <= rows <= 16:
+            y = torch.mm(self.weight, x.reshape(rows, -1).t())  # (vocab, rows)
+            return y.t().reshape(*x.shape[:-1], -1)  # (*lead, vocab), contiguous
+        return F.linear(x, self.weight)
+
+
 def lm_head(config: GPT2Config, wte: nn.Embedding) -> nn.Linear:
     """The vocabulary projection: wte itself when tied (no weight of its own), else a new initialised one."""
     if config.tie_word_embeddings:
-        head = nn.Linear(config.n_embd, config.vocab_size, bias=False, device="meta")  # weight replaced next line
+        head = VocabProjection(config.n_embd, config.vocab_size, bias=False, device="meta")  # weight set next line
         head.weight = wte.weight
     else:
-        head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
+        head = VocabProjection(config.n_embd, config.vocab_size, bias=False)
         initialise(config, head)
     return head
 
 
 class GPT2LMHeadModel(GPT2PreTrainedModel):
+    """The body plus the vocabulary projection. `logits_to_keep=N` (transformers' name) computes the logits of
+    the last N positions only (0: all of them); decoding asks for 1, which skips most of the LM head's work
+    at the prompt."""
+
     def __init__(self, config: GPT2Config):
         super().__init__(config)
         self.transformer = GPT2Model(config)
@@ -523,10 +550,17 @@ class GPT2LMHeadModel(GPT2PreTrainedModel):
 
     def forward(self, input_ids=None, past_key_values=None, attention_mask=None, token_type_ids=None,
                 position_ids=None, inputs_embeds=None, labels=None, use_cache=None, output_attentions=None,
-                output_hidden_states=None, return_dict=None):
+                output_hidden_states=None, return_dict=None, logits_to_keep: int = 0):
+        if not isinstance(logits_to_keep, int) or logits_to_keep < 0:
+            raise ValueError(f"`logits_to_keep` should be an int >= 0 (0 keeps all positions). "
+                             f"Received: logits_to_keep={logits_to_keep!r}")
         body = self.transformer(input_ids, past_key_values, attention_mask, token_type_ids, position_ids,
                                 inputs_embeds, use_cache, output_attentions, output_hidden_states)
-        logits = self.lm_head(body.last_hidden_state)
+        hidden = body.last_hidden_state
+        if labels is not None and 0 < logits_to_keep < hidden.size(-2):
+            raise ValueError("`labels` need the logits of every position: pass logits_to_keep=0. "
+                             f"Received: logits_to_keep={logits_to_keep}")
+        logits = self.lm_head(hidden[..., -logits_to_keep:, :] if logits_to_keep else hidden)
         out = CausalLMOutputWithPast(
             loss=None if labels is None else lm_loss(logits, labels), logits=logits,
             past_key_values=body.past_key_values, hidden_states=body.hidden_states, attentions=body.attentions)

@@ -1,8 +1,8 @@
 """generate (PyTorch) against transformers 5's generate on the same tiny random checkpoint: same tokens.
 
-Both of our runners are checked: the lean decoder (the default) and the one that calls the model's own forward.
-The model is transformers' GPT2LMHeadModel (same parameter names as ours) and, when gpt2_pt.modeling exists, ours
-loaded from the checkpoint transformers saved.
+The runner calls the model's own forward. It runs two models: transformers' GPT2LMHeadModel itself (same parameter
+names and forward arguments as ours; its own cache) and ours loaded from the checkpoint transformers saved (our
+KVCache, written in place).
 """
 
 import math
@@ -45,11 +45,10 @@ def ours(reference, tmp_path_factory):
     return modeling.GPT2LMHeadModel.from_pretrained(directory).eval()
 
 
-@pytest.fixture(params=["lean", "model_forward"])
-def runner(request, monkeypatch):
-    if request.param == "model_forward":
-        monkeypatch.setattr(pt_generation._LeanDecoder, "supports", staticmethod(lambda model: False))
-    return request.param
+@pytest.fixture(params=["transformers", "ours"])
+def model(request, reference, ours):
+    """The model the runner drives: transformers' own, or ours with the same weights."""
+    return reference if request.param == "transformers" else ours
 
 
 def reference_generate(model, ids, **kwargs):
@@ -103,9 +102,10 @@ BEAM_CASES = {
 }
 
 
-def _check_same(model, ids, mask=None, **kwargs):
-    ref = reference_generate(model, ids, attention_mask=mask, **kwargs)
-    out = pt_generation.generate(model, ids, attention_mask=mask, **kwargs)
+def _check_same(reference, ids, mask=None, *, model=None, **kwargs):
+    """transformers' generate on `reference` vs ours on `model` (default: the reference model itself)."""
+    ref = reference_generate(reference, ids, attention_mask=mask, **kwargs)
+    out = pt_generation.generate(reference if model is None else model, ids, attention_mask=mask, **kwargs)
     assert out.dtype == torch.long
     assert out.shape == ref.shape, (out.tolist(), ref.tolist())
     assert torch.equal(out, ref), (out.tolist(), ref.tolist())
@@ -113,42 +113,43 @@ def _check_same(model, ids, mask=None, **kwargs):
 
 
 @pytest.mark.parametrize("case", sorted(GREEDY_CASES))
-def test_greedy_matches_transformers(reference, runner, case):
-    _check_same(reference, prompts(2), max_new_tokens=15, pad_token_id=PAD, **GREEDY_CASES[case])
+def test_greedy_matches_transformers(reference, model, case):
+    _check_same(reference, prompts(2), model=model, max_new_tokens=15, pad_token_id=PAD, **GREEDY_CASES[case])
 
 
 @pytest.mark.parametrize("case", sorted(BEAM_CASES))
-def test_beam_search_matches_transformers(reference, runner, case):
-    _check_same(reference, prompts(2), max_new_tokens=12, pad_token_id=PAD, **BEAM_CASES[case])
+def test_beam_search_matches_transformers(reference, model, case):
+    _check_same(reference, prompts(2), model=model, max_new_tokens=12, pad_token_id=PAD, **BEAM_CASES[case])
 
 
 @pytest.mark.parametrize("num_beams", [1, 3])
 @pytest.mark.parametrize("n_eos", [1, 3])
-def test_eos_reached_mid_way(reference, runner, num_beams, n_eos):
+def test_eos_reached_mid_way(reference, model, num_beams, n_eos):
     ids = prompts(2, seed=5)
     eos = frequent_tokens(reference, ids, n_eos, num_beams=num_beams)
     # this repetitive model makes long beams score well: length_penalty=0 lets the short, ended ones win
     beam_kwargs = dict(num_return_sequences=2, length_penalty=0.0) if num_beams > 1 else {}
-    out = _check_same(reference, ids, max_new_tokens=14, num_beams=num_beams, pad_token_id=PAD,
+    out = _check_same(reference, ids, model=model, max_new_tokens=14, num_beams=num_beams, pad_token_id=PAD,
                       eos_token_id=eos if n_eos > 1 else eos[0], **beam_kwargs)
     assert num_beams == 1 or out.shape[1] < ids.shape[1] + 14
     assert any(t in eos for t in out[:, ids.shape[1]:].flatten().tolist())
 
 
-def test_min_new_tokens_holds_eos_back(reference, runner):
+def test_min_new_tokens_holds_eos_back(reference, model):
     ids = prompts(1, seed=5)
     eos = frequent_tokens(reference, ids, 1)[0]
-    first = _check_same(reference, ids, max_new_tokens=14, eos_token_id=eos, pad_token_id=PAD)
-    held = _check_same(reference, ids, max_new_tokens=14, eos_token_id=eos, pad_token_id=PAD, min_new_tokens=10)
+    first = _check_same(reference, ids, model=model, max_new_tokens=14, eos_token_id=eos, pad_token_id=PAD)
+    held = _check_same(reference, ids, model=model, max_new_tokens=14, eos_token_id=eos, pad_token_id=PAD,
+                       min_new_tokens=10)
     assert (held[0, ids.shape[1]:ids.shape[1] + 10] != eos).all()
     assert first.shape != held.shape or not torch.equal(first, held)
 
 
 @pytest.mark.parametrize("num_beams", [1, 3])
-def test_left_padded_batch_matches_transformers(reference, runner, num_beams):
+def test_left_padded_batch_matches_transformers(reference, model, num_beams):
     ids, mask = left_padded()
     kwargs = dict(max_new_tokens=10, num_beams=num_beams, pad_token_id=PAD, repetition_penalty=1.2)
-    _check_same(reference, ids, mask, **kwargs)
+    _check_same(reference, ids, mask, model=model, **kwargs)
 
 
 @pytest.mark.parametrize("num_beams", [1, 3])
@@ -171,7 +172,7 @@ def test_default_length_is_20_new_tokens_like_transformers(reference):
     assert out.shape[1] == 12
 
 
-def test_ours_matches_transformers(reference, ours, runner):
+def test_ours_matches_transformers(reference, ours):
     ids, mask = left_padded()
     for kwargs in (dict(), dict(num_beams=3, num_return_sequences=2), dict(repetition_penalty=1.3)):
         ref = reference_generate(reference, ids, attention_mask=mask, max_new_tokens=10, pad_token_id=PAD, **kwargs)
@@ -179,20 +180,23 @@ def test_ours_matches_transformers(reference, ours, runner):
         assert torch.equal(out, ref)
 
 
-def test_lean_logits_equal_model_forward(reference):
+@pytest.mark.parametrize("padded", [False, True])
+def test_runner_logits_equal_transformers_forward(reference, ours, padded):
     ids, mask = left_padded()
-    decoder = pt_generation._LeanDecoder(reference, 3, 12)
+    if not padded:
+        mask = torch.ones_like(mask)
+    runner = pt_generation._ModelRunner(ours, 3, 12)
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)
     with torch.no_grad():
-        lean = decoder.prefill(ids.numpy(), mask.numpy())
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        logits = runner.prefill(ids.numpy(), mask.numpy())
         out = reference(ids, attention_mask=mask, position_ids=positions, use_cache=True)
-        np.testing.assert_allclose(lean, out.logits[:, -1].numpy(), rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(logits, out.logits[:, -1].numpy(), rtol=1e-5, atol=1e-5)
         token = torch.tensor([[3], [4], [5]])
         mask2 = torch.cat([mask, torch.ones(3, 1, dtype=torch.long)], dim=1)
-        lean = decoder.step(token[:, 0].numpy(), mask2.numpy())
+        logits = runner.step(token[:, 0].numpy(), mask2.numpy())
         out = reference(token, attention_mask=mask2, position_ids=positions[:, -1:] + 1,
                         past_key_values=out.past_key_values, use_cache=True)
-        np.testing.assert_allclose(lean, out.logits[:, -1].numpy(), rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(logits, out.logits[:, -1].numpy(), rtol=1e-5, atol=1e-5)
 
 
 # -- sampling: statistics, not snapshots
@@ -371,11 +375,11 @@ def test_prompt_longer_than_context_raises(reference):
         pt_generation.generate(Exploding(reference.config), prompts(1, length=64))
 
 
-def test_mask_inferred_from_pad_tokens_like_transformers(reference, runner):
+def test_mask_inferred_from_pad_tokens_like_transformers(reference, model):
     ids, mask = left_padded()
     ids = ids.masked_fill(mask == 0, PAD)
-    _check_same(reference, ids, max_new_tokens=8, pad_token_id=PAD)
-    _check_same(reference, ids, max_new_tokens=8, pad_token_id=PAD, num_beams=2)
+    _check_same(reference, ids, model=model, max_new_tokens=8, pad_token_id=PAD)
+    _check_same(reference, ids, model=model, max_new_tokens=8, pad_token_id=PAD, num_beams=2)
 
 
 def test_bad_ids_and_empty_rows_raise(reference):
@@ -398,16 +402,26 @@ def test_generation_config_and_kwargs(reference):
 # -- int8
 
 
-def test_int8_decodes_and_stays_close(reference):
+def test_int8_decodes_and_stays_close(ours):
     ids = prompts(2)
-    fp = pt_generation._LeanDecoder(reference, 2, 20)
-    q = pt_generation._LeanDecoder(reference, 2, 20, quantize="int8")
+    q_model = pt_generation.int8_copy(ours)
+    assert pt_generation.int8_copy(ours) is q_model  # built once per set of weights
+    assert q_model.transformer.wte is ours.transformer.wte  # shared, not copied
+    assert isinstance(q_model.lm_head, pt_generation.Int8Linear) and isinstance(ours.lm_head, torch.nn.Linear)
+    assert not any("int8" in name for name in ours.state_dict())
+    fp = pt_generation._ModelRunner(ours, 2, 20)
+    q = pt_generation._ModelRunner(q_model, 2, 20)
     with torch.no_grad():
         a, b = fp.prefill(ids.numpy(), np.ones_like(ids.numpy())), q.prefill(ids.numpy(), np.ones_like(ids.numpy()))
     # int8 weights move the logits a little; the distribution stays close (measured figures in bench/)
     spread = a.std()
-    assert np.abs(a - b).max() < 0.25 * spread * 4
+    assert 0 < np.abs(a - b).max() < 0.25 * spread * 4
     pa, pb = torch.softmax(torch.from_numpy(a), -1), torch.softmax(torch.from_numpy(b), -1)
     assert (pa - pb).abs().sum(-1).max() < 0.3
-    out = pt_generation.generate(reference, ids, max_new_tokens=8, pad_token_id=PAD, quantize="int8")
+    out = pt_generation.generate(ours, ids, max_new_tokens=8, pad_token_id=PAD, quantize="int8")
     assert out.shape == (2, ids.shape[1] + 8) and torch.equal(out[:, :ids.shape[1]], ids)
+
+
+def test_int8_needs_our_model(reference):
+    with pytest.raises(ValueError, match="quantize"):
+        pt_generation.generate(reference, prompts(1), max_new_tokens=2, pad_token_id=PAD, quantize="int8")

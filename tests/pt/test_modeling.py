@@ -104,6 +104,36 @@ def test_lm_matches_transformers(variant, mask, models):
         assert_close(v, rv, f"past[{i}].value")
 
 
+@pytest.mark.parametrize("keep", [1, 3, 7, 9])
+def test_logits_to_keep_equals_transformers(keep, models):
+    hf, ours = models("default")
+    ids, am = batch(), MASKS["left"]
+    ref = hf(input_ids=ids, attention_mask=am, position_ids=positions_from_mask(am), logits_to_keep=keep).logits
+    out = ours(ids, attention_mask=am, logits_to_keep=keep).logits
+    assert_close(out, ref, f"logits_to_keep={keep}")
+    assert_close(out, ours(ids, attention_mask=am).logits[:, -keep:], "the last positions of all logits")
+
+
+def test_logits_to_keep_errors(models):
+    _, ours = models("default")
+    with pytest.raises(ValueError, match="logits_to_keep"):
+        ours(batch(), logits_to_keep=-1)
+    with pytest.raises(ValueError, match="logits_to_keep"):
+        ours(batch(), labels=batch(), logits_to_keep=2)
+
+
+@pytest.mark.parametrize("variant", ["default", "untied"])
+def test_batch_one_cached_step(variant, models):
+    """One token at batch 1 (a matrix-vector product in every layer) after a tuple past, as decoding runs it."""
+    hf, ours = models(variant)
+    ids = batch(B=1, T=6)
+    past = ours(ids[:, :5]).past_key_values
+    out = ours(ids[:, 5:], past_key_values=past, logits_to_keep=1)
+    ref = hf_call(hf, past=hf_call(hf, input_ids=ids[:, :5]).past_key_values, input_ids=ids[:, 5:])
+    assert_close(out.logits, ref.logits, "one cached step")
+    assert_close(out.logits, ours(ids).logits[:, 5:], "one cached step vs uncached")
+
+
 def test_token_type_ids(models):
     hf, ours = models("default")
     ids, types = batch(), batch(seed=2) % 3

@@ -16,14 +16,15 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from dataclasses import dataclass
-from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from gpt2_core.config import GPT2Config
+from gpt2_core.outputs import (BaseModelOutputWithPast, CausalLMOutputWithPast, GPT2DoubleHeadsModelOutput,
+                                  QuestionAnsweringModelOutput, SequenceClassifierOutputWithPast,
+                                  TokenClassifierOutput)
 
 # transformers' ACT2FN, name for name. The four tanh approximations of GELU are one function (they differ only in
 # how the constant sqrt(2/pi) is spelled), so they share torch's fused kernel.
@@ -44,75 +45,6 @@ ACT2FN = {
     "sigmoid": torch.sigmoid,
     "linear": lambda x: x,
 }
-
-
-# ----------------------------------------------------------------------------------------------- outputs
-
-class ModelOutput:
-    """Named fields like transformers' outputs; `to_tuple()` keeps the fields that are not None, in order."""
-
-    def to_tuple(self) -> tuple:
-        return tuple(v for v in (getattr(self, f.name) for f in dataclasses.fields(self)) if v is not None)
-
-    def __getitem__(self, key):
-        return getattr(self, key) if isinstance(key, str) else self.to_tuple()[key]
-
-    def keys(self) -> list[str]:
-        return [f.name for f in dataclasses.fields(self) if getattr(self, f.name) is not None]
-
-
-@dataclass
-class BaseModelOutputWithPast(ModelOutput):
-    last_hidden_state: torch.Tensor | None = None
-    past_key_values: Any = None
-    hidden_states: tuple[torch.Tensor, ...] | None = None
-    attentions: tuple[torch.Tensor, ...] | None = None
-
-
-@dataclass
-class CausalLMOutputWithPast(ModelOutput):
-    loss: torch.Tensor | None = None
-    logits: torch.Tensor | None = None
-    past_key_values: Any = None
-    hidden_states: tuple[torch.Tensor, ...] | None = None
-    attentions: tuple[torch.Tensor, ...] | None = None
-
-
-@dataclass
-class GPT2DoubleHeadsModelOutput(ModelOutput):
-    loss: torch.Tensor | None = None
-    mc_loss: torch.Tensor | None = None
-    logits: torch.Tensor | None = None
-    mc_logits: torch.Tensor | None = None
-    past_key_values: Any = None
-    hidden_states: tuple[torch.Tensor, ...] | None = None
-    attentions: tuple[torch.Tensor, ...] | None = None
-
-
-@dataclass
-class SequenceClassifierOutputWithPast(ModelOutput):
-    loss: torch.Tensor | None = None
-    logits: torch.Tensor | None = None
-    past_key_values: Any = None
-    hidden_states: tuple[torch.Tensor, ...] | None = None
-    attentions: tuple[torch.Tensor, ...] | None = None
-
-
-@dataclass
-class TokenClassifierOutput(ModelOutput):
-    loss: torch.Tensor | None = None
-    logits: torch.Tensor | None = None
-    hidden_states: tuple[torch.Tensor, ...] | None = None
-    attentions: tuple[torch.Tensor, ...] | None = None
-
-
-@dataclass
-class QuestionAnsweringModelOutput(ModelOutput):
-    loss: torch.Tensor | None = None
-    start_logits: torch.Tensor | None = None
-    end_logits: torch.Tensor | None = None
-    hidden_states: tuple[torch.Tensor, ...] | None = None
-    attentions: tuple[torch.Tensor, ...] | None = None
 
 
 # ----------------------------------------------------------------------------------------------- cache

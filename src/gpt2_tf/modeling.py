@@ -21,13 +21,14 @@ import dataclasses
 import functools
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
 
 import keras
 import tensorflow as tf
 
 from gpt2_core.config import GPT2Config
+from gpt2_core.outputs import (BaseModelOutputWithPast, CausalLMOutputWithPast, GPT2DoubleHeadsModelOutput,
+                                  ModelOutput, QuestionAnsweringModelOutput, SequenceClassifierOutputWithPast,
+                                  TokenClassifierOutput)
 
 # transformers' ACT2FN, name for name. The four tanh approximations of GELU are one function (they differ only in
 # how the constant sqrt(2/pi) is spelled), so they share one formula.
@@ -48,86 +49,6 @@ ACT2FN = {
     "sigmoid": tf.sigmoid,
     "linear": lambda x: x,
 }
-
-
-# ----------------------------------------------------------------------------------------------- outputs
-
-class ModelOutput:
-    """Named fields like transformers' outputs; `to_tuple()` keeps the fields that are not None, in order.
-
-    The __tf_flatten__ / __tf_unflatten__ pair (tf.nest's custom-structure protocol) lets a tf.function return one.
-    """
-
-    def to_tuple(self) -> tuple:
-        return tuple(v for v in (getattr(self, f.name) for f in dataclasses.fields(self)) if v is not None)
-
-    def __getitem__(self, key):
-        return getattr(self, key) if isinstance(key, str) else self.to_tuple()[key]
-
-    def keys(self) -> list[str]:
-        return [f.name for f in dataclasses.fields(self) if getattr(self, f.name) is not None]
-
-    def __tf_flatten__(self):
-        names = tuple(f.name for f in dataclasses.fields(self))
-        return names, tuple(getattr(self, name) for name in names)
-
-    @classmethod
-    def __tf_unflatten__(cls, names, values):
-        return cls(**dict(zip(names, values)))
-
-
-@dataclass
-class BaseModelOutputWithPast(ModelOutput):
-    last_hidden_state: tf.Tensor | None = None
-    past_key_values: Any = None
-    hidden_states: tuple[tf.Tensor, ...] | None = None
-    attentions: tuple[tf.Tensor, ...] | None = None
-
-
-@dataclass
-class CausalLMOutputWithPast(ModelOutput):
-    loss: tf.Tensor | None = None
-    logits: tf.Tensor | None = None
-    past_key_values: Any = None
-    hidden_states: tuple[tf.Tensor, ...] | None = None
-    attentions: tuple[tf.Tensor, ...] | None = None
-
-
-@dataclass
-class GPT2DoubleHeadsModelOutput(ModelOutput):
-    loss: tf.Tensor | None = None
-    mc_loss: tf.Tensor | None = None
-    logits: tf.Tensor | None = None
-    mc_logits: tf.Tensor | None = None
-    past_key_values: Any = None
-    hidden_states: tuple[tf.Tensor, ...] | None = None
-    attentions: tuple[tf.Tensor, ...] | None = None
-
-
-@dataclass
-class SequenceClassifierOutputWithPast(ModelOutput):
-    loss: tf.Tensor | None = None
-    logits: tf.Tensor | None = None
-    past_key_values: Any = None
-    hidden_states: tuple[tf.Tensor, ...] | None = None
-    attentions: tuple[tf.Tensor, ...] | None = None
-
-
-@dataclass
-class TokenClassifierOutput(ModelOutput):
-    loss: tf.Tensor | None = None
-    logits: tf.Tensor | None = None
-    hidden_states: tuple[tf.Tensor, ...] | None = None
-    attentions: tuple[tf.Tensor, ...] | None = None
-
-
-@dataclass
-class QuestionAnsweringModelOutput(ModelOutput):
-    loss: tf.Tensor | None = None
-    start_logits: tf.Tensor | None = None
-    end_logits: tf.Tensor | None = None
-    hidden_states: tuple[tf.Tensor, ...] | None = None
-    attentions: tuple[tf.Tensor, ...] | None = None
 
 
 # ----------------------------------------------------------------------------------------------- the model

@@ -6,18 +6,12 @@ import json
 import pytest
 
 from gpt2_core import GPT2Config
+from known_sizes import PARAMETER_COUNTS  # tests/core is on sys.path (tests/conftest.py)
 from gpt2_core.config import PRESETS
 
 transformers = pytest.importorskip("transformers")
 
 FIELDS = [f.name for f in dataclasses.fields(GPT2Config) if f.name not in ("extra", "architectures")]
-PARAMETER_COUNTS = {
-    "gpt2": 124_439_808,
-    "gpt2-medium": 354_823_168,
-    "gpt2-large": 774_030_080,
-    "gpt2-xl": 1_557_611_200,
-    "distilgpt2": 81_912_576,
-}
 
 
 def assert_same_fields(ours, theirs):

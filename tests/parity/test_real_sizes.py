@@ -10,17 +10,11 @@ import pytest
 import torch
 
 from gpt2_core import GPT2Config
+from known_sizes import PARAMETER_COUNTS  # tests/core is on sys.path (tests/conftest.py)
 from gpt2_core.parity import PARITY_RTOL
 
 import gpt2_pt
 
-PARAMETER_COUNTS = {
-    "gpt2": 124_439_808,
-    "gpt2-medium": 354_823_168,
-    "gpt2-large": 774_030_080,
-    "gpt2-xl": 1_557_611_200,
-    "distilgpt2": 81_912_576,
-}
 
 
 @pytest.mark.parametrize("name", sorted(PARAMETER_COUNTS))

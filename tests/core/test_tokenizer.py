@@ -110,7 +110,9 @@ _FRAGMENT_LIST = [" ", "  ", "   ", "\n", "\n\n", "\t", " \n ", "\r\n", "\u3000"
                               "😀", "🤗🤗", "👨‍👩‍👧", "é", "é", "中文", "ß", "ǅ", "\x00", "\x1c", "\x01", "...",
                               "<|endoftext|>", "<|endoftext", "ĠĊ"]
 _FRAGMENTS = st.sampled_from(_FRAGMENT_LIST)
-TEXT = st.lists(st.one_of(st.text(st.characters(blacklist_categories=("Cs",)), max_size=12), _FRAGMENTS),
+# Code points unassigned in this Python's Unicode tables ("Cn") are left out: the ones assigned since (Unicode 15-17)
+# are the measured, documented divergence between `regex` and tiktoken (bench_tokenizer.py --unicode).
+TEXT = st.lists(st.one_of(st.text(st.characters(blacklist_categories=("Cs", "Cn")), max_size=12), _FRAGMENTS),
                 max_size=24).map("".join)
 
 

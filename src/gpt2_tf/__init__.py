@@ -11,6 +11,7 @@ from gpt2_core.config import GPT2Config
 
 from .loading import from_pretrained, save_pretrained
 from .modeling import (
+    KVCache,
     TFGPT2DoubleHeadsModel,
     TFGPT2ForQuestionAnswering,
     TFGPT2ForSequenceClassification,
@@ -23,5 +24,5 @@ from .modeling import (
 __all__ = [
     "GPT2Config", "TFGPT2Model", "TFGPT2LMHeadModel", "TFGPT2DoubleHeadsModel", "TFGPT2ForSequenceClassification",
     "TFGPT2ForTokenClassification", "TFGPT2ForQuestionAnswering", "TFGPT2PreTrainedModel",
-    "from_pretrained", "save_pretrained",
+    "KVCache", "from_pretrained", "save_pretrained",
 ]

@@ -1,11 +1,10 @@
 """`generate` for the TensorFlow GPT-2: the decoding itself is gpt2_core.generation's; this file runs the model.
 
-Two ways to run it, same tokens:
-- `_LeanDecoder` (default): a decode-specialised forward written against the layers' weights, with a
-  preallocated key/value cache (tf.Variables, written in place), the LM head on the last position only, compiled
-  with XLA: one program for the prompt, one for each new token, traced once and kept on the model for the next call.
-  Per generated token it is one pass over the weights with nothing else in the way (GEMVs are the whole cost).
-- `_ModelDecoder`: calls the model's own forward with its cache (used when the lean path does not cover a config).
+One runner, `_ModelRunner`: the model's own call over a KVCache preallocated for the whole generation (keys and
+values written in place, tf.Variables), with `logits_to_keep=1` so the LM head only sees the last position. The
+prompt and the one-token step are each compiled once with tf.function (XLA by default): the cache's shapes never
+depend on the position, so one traced step serves every position, and the programs stay on the model for the next
+call of the same shape. Per generated token that is one pass over the weights (the GEMVs are the whole cost).
 
     >>> ids = model.generate(tf.constant([[464, 3290]]), max_new_tokens=8)              # greedy
     >>> ids = model.generate(prompt, do_sample=True, top_p=0.9, seed=0)
@@ -18,7 +17,7 @@ import tensorflow as tf
 
 from gpt2_core.generation import GenerationConfig, decode, prepare
 
-from . import modeling
+from .modeling import KVCache
 
 EXECUTION_MODES = ("xla", "graph", "eager")
 
@@ -30,7 +29,7 @@ def generate(model, input_ids, attention_mask=None, generation_config: Generatio
     `kwargs` override fields of `generation_config` (else `model.generation_config`, else the model config's
     special tokens). `seed` makes sampling reproducible without touching the global seed (tf.random.set_seed and
     keras.utils.set_random_seed work too). The result has the dtype of `input_ids` (int32 or int64; int32 for a
-    list). `execution` runs the lean decoder compiled with XLA ("xla", the fastest once compiled), as a TF graph
+    list). `execution` runs the model compiled with XLA ("xla", the fastest once compiled), as a TF graph
     without XLA ("graph") or eagerly ("eager"); the tokens are the same.
     """
     config = _base_config(model, generation_config).copy(**kwargs)  # unknown kwargs raise here
@@ -46,10 +45,7 @@ def generate(model, input_ids, attention_mask=None, generation_config: Generatio
         config, ids_np, mask_np, n_positions=mc.n_positions, vocab_size=mc.vocab_size)
 
     rows = ids_np.shape[0] * max(config.num_beams, config.num_return_sequences)
-    if _LeanDecoder.supports(model):
-        runner = _LeanDecoder(model, rows, max_length, seed=seed, execution=execution)
-    else:
-        runner = _ModelDecoder(model, rows, max_length, seed=seed)
+    runner = _ModelRunner(model, rows, max_length, seed=seed, execution=execution)
     out = decode(runner, config, ids_np, mask_np, max_length=max_length, min_length=min_length,
                  streamer=None if streamer is None else _TFStreamer(streamer, out_dtype))
     return tf.constant(out, dtype=out_dtype)
@@ -103,109 +99,43 @@ def _positions(mask: np.ndarray) -> np.ndarray:
     return np.maximum(np.cumsum(mask, axis=1) - 1, 0).astype(np.int32)
 
 
-class _Sampler:
-    def __init__(self, seed):
+class _ModelRunner:
+    """What `decode` drives: prefill, step, reorder (beam search) and uniform draws, over the model's own call.
+
+    The model's `_Program` for (rows, capacity, execution) holds the KVCache and the compiled entry points. The
+    capacity is max_length rounded up to a power of two (at most n_positions): calls of nearby lengths share one
+    program; masked keys past the end cost a little attention, nothing else. Every call passes the mask and the
+    positions, so each entry point has one signature and is traced once (XLA compiles the prompt once per
+    prompt length).
+    """
+
+    def __init__(self, model, rows, max_length, *, seed=None, execution="xla"):
         self.generator = None if seed is None else tf.random.Generator.from_seed(int(seed))
+        capacity = min(1 << (max_length - 1).bit_length(), model.config.n_positions)
+        self.shape = (model, rows, capacity, execution)
+        self.program = None
+
+    def prefill(self, input_ids, attention_mask):
+        self.program = _program(*self.shape)  # here, not in __init__: `decode` checks its arguments first
+        return self.program.prefill(tf.constant(input_ids, tf.int32), tf.constant(attention_mask, tf.int32),
+                                    tf.constant(_positions(attention_mask))).numpy()
+
+    def step(self, tokens, attention_mask):
+        # the mask the core passes covers the cache and the new token; the program's is the whole buffer wide
+        mask = np.zeros((len(tokens), self.program.capacity), dtype=np.int32)
+        mask[:, :attention_mask.shape[1]] = attention_mask
+        positions = attention_mask.sum(axis=1, keepdims=True) - 1
+        return self.program.step(tf.constant(tokens[:, None], tf.int32), tf.constant(mask),
+                                 tf.constant(positions, tf.int32)).numpy()
+
+    def reorder(self, index):
+        self.program.reorder(tf.constant(index, tf.int32))
 
     def uniform(self, shape):
         # without a seed, drawn by tf.random so that tf.random.set_seed makes sampling reproducible
         if self.generator is None:
             return tf.random.uniform(shape, dtype=tf.float64).numpy()
         return self.generator.uniform(shape, dtype=tf.float64).numpy()
-
-
-class _ModelDecoder(_Sampler):
-    """Runs the model's own forward eagerly; its cache is the model's tuple of (key, value) pairs."""
-
-    def __init__(self, model, rows, max_length, *, seed):
-        super().__init__(seed)
-        self.model, self.past = model, None
-
-    def _run(self, ids, mask, positions):
-        out = self.model(input_ids=tf.constant(ids), attention_mask=tf.constant(mask),
-                         position_ids=tf.constant(positions), past_key_values=self.past, use_cache=True)
-        self.past = out.past_key_values
-        return tf.cast(out.logits[:, -1], tf.float32).numpy()
-
-    def prefill(self, input_ids, attention_mask):
-        return self._run(input_ids, attention_mask, _positions(attention_mask))
-
-    def step(self, tokens, attention_mask):
-        return self._run(tokens[:, None], attention_mask, _positions(attention_mask)[:, -1:])
-
-    def reorder(self, index):
-        index = tf.constant(index)
-        self.past = tuple((tf.gather(k, index), tf.gather(v, index)) for k, v in self.past)
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# The lean decoder
-
-
-class _Linear:
-    """y = x @ W + b for a Conv1D weight (in, out) or a Linear weight (out, in), reading the variable in place."""
-
-    def __init__(self, layer):
-        self.weight, self.bias = layer.weight, layer.bias
-        self.transposed = isinstance(layer, modeling.Linear)
-
-    def __call__(self, x, dtype):  # x: (rows, in)
-        y = tf.matmul(x, tf.cast(self.weight, dtype), transpose_b=self.transposed)
-        return y if self.bias is None else tf.nn.bias_add(y, tf.cast(self.bias, dtype))
-
-
-def _layer_norm(x, weight, bias, eps):
-    mean, variance = tf.nn.moments(x, axes=[-1], keepdims=True)
-    return (x - mean) * tf.math.rsqrt(variance + eps) * tf.cast(weight, x.dtype) + tf.cast(bias, x.dtype)
-
-
-class _LeanDecoder(_Sampler):
-    """GPT-2 forward for generation only: preallocated per-layer key/value variables (rows, heads, capacity,
-    head_dim) written in place, no dropout, no outputs but the last position's logits.
-
-    The compiled programs and their cache live on the model (`_Program`, one per rows x capacity x execution), so
-    a second generate call of the same shape neither traces nor compiles again. The capacity is max_length rounded
-    up to a power of two (at most n_positions): calls of nearby lengths share one program; masked keys past the
-    end cost a little attention, nothing else.
-    """
-
-    @staticmethod
-    def supports(model) -> bool:
-        body, head = getattr(model, "transformer", None), getattr(model, "lm_head", None)
-        c = getattr(model, "config", None)
-        if body is None or head is None or c is None:
-            return False
-        if getattr(c, "add_cross_attention", False) or getattr(c, "reorder_and_upcast_attn", False):
-            return False
-        if not all(hasattr(body, name) for name in ("wte", "wpe", "h", "ln_f")):
-            return False
-        block = body.h[0]
-        return all(hasattr(block, n) for n in ("ln_1", "attn", "ln_2", "mlp")) and \
-            hasattr(block.attn, "c_attn") and hasattr(block.mlp, "c_fc") and callable(getattr(block.mlp, "act", None))
-
-    def __init__(self, model, rows, max_length, *, seed=None, execution="xla"):
-        super().__init__(seed)
-        capacity = min(1 << (max_length - 1).bit_length(), model.config.n_positions)
-        self.program = _program(model, rows, capacity, execution)
-        self.length = 0
-
-    def prefill(self, input_ids, attention_mask):
-        self.length = input_ids.shape[1]
-        return self.program.prefill(tf.constant(input_ids, tf.int32), tf.constant(_positions(attention_mask)),
-                                    tf.constant(attention_mask != 0)).numpy()
-
-    def step(self, tokens, attention_mask):
-        # the mask the core passes covers the cache and the new token: it becomes the keys the token may see
-        key_ok = np.zeros((len(tokens), self.program.capacity), dtype=bool)
-        key_ok[:, :attention_mask.shape[1]] = attention_mask != 0
-        positions = attention_mask.sum(axis=1) - 1
-        logits = self.program.step(tf.constant(tokens, tf.int32), tf.constant(positions, tf.int32),
-                                   tf.constant(key_ok), tf.constant(self.length, tf.int32))
-        self.length += 1
-        return logits.numpy()
-
-    def reorder(self, index):
-        self.program.reorder(tf.constant(index, tf.int32))
 
 
 _MAX_PROGRAMS = 4
@@ -229,37 +159,19 @@ def _program(model, rows, capacity, execution) -> "_Program":
 
 
 class _Program:
-    """The lean forward's two entry points for one (rows, capacity), with their key/value variables."""
+    """The model's call for one (rows, capacity), with its KVCache: prefill, step and reorder, each compiled
+    (or not: execution="eager") once."""
 
     def __init__(self, model, rows, capacity, execution):
-        c = model.config
-        body = model.transformer
-        self.rows, self.capacity = rows, capacity
-        self.n_head, self.head_dim = c.n_head, c.n_embd // c.n_head
-        self.eps = c.layer_norm_epsilon
-        self.dtype = tf.as_dtype(model.compute_dtype)
-        self.wte, self.wpe = body.wte.weight, body.wpe.weight
-        self.layers = []
-        for block in body.h:
-            self.layers.append(dict(
-                ln_1=(block.ln_1.weight, block.ln_1.bias), ln_2=(block.ln_2.weight, block.ln_2.bias),
-                c_attn=_Linear(block.attn.c_attn), attn_proj=_Linear(block.attn.c_proj),
-                c_fc=_Linear(block.mlp.c_fc), mlp_proj=_Linear(block.mlp.c_proj), scale=block.attn.scale,
-                act=block.mlp.act))
-        self.ln_f = (body.ln_f.weight, body.ln_f.bias)
-        self.lm_head = _Linear(model.lm_head)
-        shape = (rows, self.n_head, capacity, self.head_dim)
-        self.keys = [tf.Variable(tf.zeros(shape, self.dtype), trainable=False) for _ in self.layers]
-        self.values = [tf.Variable(tf.zeros(shape, self.dtype), trainable=False) for _ in self.layers]
-        self.cache_bytes = 2 * len(self.layers) * int(np.prod(shape)) * self.dtype.size
+        self.model, self.capacity = model, capacity
+        self.cache = KVCache(model.config, rows, capacity, dtype=model.compute_dtype)
+        self.cache_bytes = 2 * sum(int(np.prod(k.shape)) * k.dtype.size for k in self.cache.keys)
 
         # Fixed signatures: one trace each whatever the prompt length (XLA compiles once per prompt length).
         ids = tf.TensorSpec((rows, None), tf.int32)
-        one = tf.TensorSpec((rows,), tf.int32)
-        signatures = dict(
-            prefill=(ids, ids, tf.TensorSpec((rows, None), tf.bool)),
-            step=(one, one, tf.TensorSpec((rows, capacity), tf.bool), tf.TensorSpec((), tf.int32)),
-            reorder=(one,))
+        one = tf.TensorSpec((rows, 1), tf.int32)
+        signatures = dict(prefill=(ids, ids, ids), step=(one, tf.TensorSpec((rows, capacity), tf.int32), one),
+                          reorder=(tf.TensorSpec((rows,), tf.int32),))
         for name, signature in signatures.items():
             function = getattr(self, "_" + name)
             if execution != "eager":
@@ -273,58 +185,18 @@ class _Program:
                 for name in ("prefill", "step", "reorder")
                 if hasattr(getattr(self, name), "experimental_get_tracing_count")}
 
-    def _forward(self, ids, positions, mask, write):
-        """ids, positions: (rows, T); mask: (rows, 1, T, capacity) the keys each query may see -> last-position
-        logits (rows, vocab) float32. `write(i, k, v)` stores layer i's new keys/values, returns all of them."""
-        rows, t = tf.shape(ids)[0], tf.shape(ids)[1]
-        dtype = self.dtype
-        h = tf.gather(tf.cast(self.wte, dtype), ids) + tf.gather(tf.cast(self.wpe, dtype), positions)  # (rows, T, E)
-        for i, layer in enumerate(self.layers):
-            a = _layer_norm(h, *layer["ln_1"], self.eps)
-            qkv = layer["c_attn"](tf.reshape(a, (rows * t, -1)), dtype)          # (rows*T, 3E)
-            qkv = tf.transpose(tf.reshape(qkv, (rows, t, 3, self.n_head, self.head_dim)), (2, 0, 3, 1, 4))
-            q, k, v = qkv[0], qkv[1], qkv[2]                                     # (rows, H, T, D)
-            keys, values = write(i, k, v)                                        # (rows, H, capacity, D)
-            scores = tf.matmul(q, keys, transpose_b=True) * tf.cast(layer["scale"], dtype)  # (rows, H, T, capacity)
-            weights = tf.nn.softmax(tf.where(mask, scores, dtype.min), axis=-1)
-            a = tf.matmul(weights, values)                                       # (rows, H, T, D)
-            a = tf.reshape(tf.transpose(a, (0, 2, 1, 3)), (rows * t, -1))
-            h = h + tf.reshape(layer["attn_proj"](a, dtype), (rows, t, -1))
-            m = _layer_norm(h, *layer["ln_2"], self.eps)
-            m = layer["mlp_proj"](layer["act"](layer["c_fc"](tf.reshape(m, (rows * t, -1)), dtype)), dtype)
-            h = h + tf.reshape(m, (rows, t, -1))
-        last = _layer_norm(h[:, -1], *self.ln_f, self.eps)  # only the last position needs logits
-        return tf.cast(self.lm_head(last, dtype), tf.float32)
+    def _forward(self, ids, mask, positions):
+        out = self.model(input_ids=ids, past_key_values=self.cache, attention_mask=mask, position_ids=positions,
+                         use_cache=True, logits_to_keep=1)
+        return tf.cast(out.logits[:, -1], tf.float32)  # (rows, vocab)
 
-    def _prefill(self, ids, positions, key_ok):
-        t = tf.shape(ids)[1]
-        pad = [[0, 0], [0, 0], [0, self.capacity - t], [0, 0]]
+    def _prefill(self, ids, mask, positions):
+        self.cache.length.assign(0)  # a new generation: the buffers are overwritten from position 0
+        return self._forward(ids, mask, positions)
 
-        def write(i, k, v):
-            self.keys[i].assign(tf.pad(k, pad))
-            self.values[i].assign(tf.pad(v, pad))
-            return self.keys[i], self.values[i]
-
-        query, key = tf.range(t)[:, None], tf.range(self.capacity)[None, :]
-        key_ok = tf.pad(key_ok, [[0, 0], [0, self.capacity - t]])
-        # a padding query sees itself only, so no softmax row is empty
-        mask = (key <= query) & (key_ok[:, None, :] | (key == query))          # (rows, T, capacity)
-        return self._forward(ids, positions, mask[:, None], write)
-
-    def _step(self, tokens, positions, key_ok, index):
-        # where the new key/value of each (row, head) goes: [row, head, index]
-        rows, heads = tf.meshgrid(tf.range(self.rows), tf.range(self.n_head), indexing="ij")
-        at = tf.stack([rows, heads, tf.fill(tf.shape(rows), index)], axis=-1)  # (rows, H, 3)
-
-        def write(i, k, v):
-            self.keys[i].scatter_nd_update(at, k[:, :, 0])
-            self.values[i].scatter_nd_update(at, v[:, :, 0])
-            return self.keys[i], self.values[i]
-
-        return self._forward(tokens[:, None], positions[:, None], key_ok[:, None, None, :], write)
+    def _step(self, tokens, mask, positions):
+        return self._forward(tokens, mask, positions)
 
     def _reorder(self, index):
-        for buffers in (self.keys, self.values):
-            for b in buffers:
-                b.assign(tf.gather(b, index))
+        self.cache.reorder(index)
         return tf.constant(0)

@@ -51,6 +51,83 @@ ACT2FN = {
 }
 
 
+# ----------------------------------------------------------------------------------------------- cache
+
+class KVCache:
+    """Preallocated keys and values for fast decoding, written in place.
+
+    Per layer one key and one value buffer of shape (batch, n_head, max_length, head_dim), tf.Variables outside
+    any model's weights; `length` (an int32 tf.Variable) positions are filled. Passed as `past_key_values`, a
+    call writes its T new keys/values at [length, length + T), attends over the whole buffer with the keys from
+    length + T on masked, advances `length` by T and returns this same object as `past_key_values`. Shapes never
+    depend on `length`, so one program traced under tf.function(jit_compile=True) serves every position (the
+    framework reason this differs from gpt2_pt's KVCache, which slices to the filled part). For the same reason
+    `attention_mask` may cover the whole buffer, (batch, max_length), as well as (batch, length + T).
+
+        >>> cache = KVCache(model.config, batch_size=1, max_length=64)
+        >>> out = model(prompt_ids, past_key_values=cache)             # int(cache.length) == prompt length
+        >>> out = model(next_ids, past_key_values=cache)               # one more
+    """
+
+    def __init__(self, config: GPT2Config, batch_size: int, max_length: int, *, dtype="float32"):
+        if max_length > config.n_positions:
+            raise ValueError(f"`max_length` should be at most n_positions={config.n_positions}. "
+                             f"Received: max_length={max_length}")
+        shape = (batch_size, config.n_head, max_length, config.head_dim)
+        self.keys = [tf.Variable(tf.zeros(shape, dtype), trainable=False) for _ in range(config.n_layer)]
+        self.values = [tf.Variable(tf.zeros(shape, dtype), trainable=False) for _ in range(config.n_layer)]
+        self.length = tf.Variable(0, dtype=tf.int32, trainable=False)
+
+    @property
+    def batch_size(self) -> int:
+        return self.keys[0].shape[0]
+
+    @property
+    def max_length(self) -> int:
+        return self.keys[0].shape[2]
+
+    def update(self, layer_idx: int, key: tf.Tensor, value: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        """Write (B, nh, T, hd) new keys/values at [length, length + T); return the whole buffers (B, nh,
+        max_length, hd): the caller masks the keys from length + T on."""
+        B, H, T = self.batch_size, self.keys[0].shape[1], tf.shape(key)[2]
+        # where each new (row, head, t) goes: [row, head, length + t], one scatter for any T
+        rows, heads, steps = tf.meshgrid(tf.range(B), tf.range(H), tf.range(T) + self.length, indexing="ij")
+        at = tf.stack([rows, heads, steps], axis=-1)  # (B, nh, T, 3)
+        self.keys[layer_idx].scatter_nd_update(at, tf.cast(key, self.keys[layer_idx].dtype))
+        self.values[layer_idx].scatter_nd_update(at, tf.cast(value, self.values[layer_idx].dtype))
+        return self.keys[layer_idx], self.values[layer_idx]
+
+    def to_tuple(self) -> tuple[tuple[tf.Tensor, tf.Tensor], ...]:
+        """The filled part as the tuple-of-pairs `past_key_values` (copies)."""
+        n = self.length
+        return tuple((k[:, :, :n], v[:, :, :n]) for k, v in zip(self.keys, self.values))
+
+    def reorder(self, index) -> None:
+        """Select (and repeat) batch rows, as beam search does after each step (in place when the batch size
+        stays; a new batch size gets new buffers, eagerly only)."""
+        index = tf.convert_to_tensor(index)
+        if index.shape[0] != self.batch_size:
+            self.keys = [tf.Variable(tf.gather(k, index), trainable=False) for k in self.keys]
+            self.values = [tf.Variable(tf.gather(v, index), trainable=False) for v in self.values]
+            return
+        for buffer in (*self.keys, *self.values):
+            buffer.assign(tf.gather(buffer, index))
+
+    @classmethod
+    def from_tuple(cls, past, max_length: int) -> "KVCache":
+        """A cache of `max_length` positions holding a tuple-of-pairs `past_key_values`."""
+        cache = cls.__new__(cls)
+        batch, n_head, length, head_dim = past[0][0].shape
+        if length > max_length:
+            raise ValueError(f"`max_length` should be at least the past length {length}. "
+                             f"Received: max_length={max_length}")
+        pad = [[0, 0], [0, 0], [0, max_length - length], [0, 0]]
+        cache.keys = [tf.Variable(tf.pad(k, pad), trainable=False) for k, _ in past]
+        cache.values = [tf.Variable(tf.pad(v, pad), trainable=False) for _, v in past]
+        cache.length = tf.Variable(length, dtype=tf.int32, trainable=False)
+        return cache
+
+
 # ----------------------------------------------------------------------------------------------- the model
 # Keras has no layers with torch's weight layouts and names, so the four leaf layers are ours. Each creates its
 # weights in __init__ with transformers' initialisation: N(0, initializer_range), zero biases, unit LayerNorm.
@@ -87,8 +164,11 @@ class Linear(keras.layers.Layer):
         self.built = True
 
     def call(self, x):
-        y = tf.matmul(x, self.weight, transpose_b=True)
-        return y if self.bias is None else y + self.bias
+        # One 2-D GEMM, as in Conv1D: under XLA the batched (B, T, C) @ W.T made a decoding step ~10% slower
+        shape = tf.shape(x)
+        y = tf.matmul(tf.reshape(x, (-1, shape[-1])), self.weight, transpose_b=True)
+        y = y if self.bias is None else y + self.bias
+        return tf.reshape(y, tf.concat([shape[:-1], [self.weight.shape[0]]], axis=0))
 
 
 class Embedding(keras.layers.Layer):
@@ -130,13 +210,15 @@ class Attention(keras.layers.Layer):
         self.upcast = config.reorder_and_upcast_attn
         self.built = True
 
-    def call(self, x, mask, layer_past=None, output_attentions=False, training=False):
+    def call(self, x, mask, layer_past=None, cache=None, output_attentions=False, training=False):
         B, T, C = tf.shape(x)[0], tf.shape(x)[1], x.shape[-1]
         q, k, v = tf.split(self.c_attn(x), 3, axis=2)
         q = tf.transpose(tf.reshape(q, (B, T, self.n_head, self.head_dim)), (0, 2, 1, 3))  # (B, nh, T, hd)
         k = tf.transpose(tf.reshape(k, (B, T, self.n_head, self.head_dim)), (0, 2, 1, 3))  # (B, nh, T, hd)
         v = tf.transpose(tf.reshape(v, (B, T, self.n_head, self.head_dim)), (0, 2, 1, 3))  # (B, nh, T, hd)
-        if layer_past is not None:
+        if cache is not None:
+            k, v = cache.update(self.layer_idx, k, v)  # (B, nh, max_length, hd): the caller masks the unfilled
+        elif layer_past is not None:
             k = tf.concat((layer_past[0], k), axis=2)  # (B, nh, past + T, hd)
             v = tf.concat((layer_past[1], v), axis=2)
         present = (k, v)
@@ -186,25 +268,33 @@ class Block(keras.layers.Layer):
         self.mlp = MLP(config, name="mlp")
         self.built = True
 
-    def call(self, x, mask, layer_past=None, output_attentions=False, training=False):
-        a, present, weights = self.attn(self.ln_1(x), mask, layer_past, output_attentions=output_attentions,
-                                        training=training)
+    def call(self, x, mask, layer_past=None, cache=None, output_attentions=False, training=False):
+        a, present, weights = self.attn(self.ln_1(x), mask, layer_past, cache=cache,
+                                        output_attentions=output_attentions, training=training)
         x = x + a
         x = x + self.mlp(self.ln_2(x), training=training)
         return x, present, weights
 
 
-def causal_mask(T, S) -> tf.Tensor:
-    """(T, S) booleans: query i (at position S - T + i) may see keys 0 .. S - T + i."""
-    return tf.range(S - T, S)[:, None] >= tf.range(S)[None, :]
+def causal_mask(T, S, past=None) -> tf.Tensor:
+    """(T, S) booleans: query i (at position past + i, past = S - T unless given) may see keys 0 .. past + i."""
+    past = S - T if past is None else past
+    # past + range(T), not range(past, past + T): T new queries however `past` is known, a static shape under XLA
+    return (past + tf.range(T))[:, None] >= tf.range(S)[None, :]
 
 
-def attention_mask_for(attention_mask, T, S) -> tf.Tensor | None:
+def attention_mask_for(attention_mask, T, S, past=None) -> tf.Tensor | None:
     """The boolean mask of the keys each query may see: (T, S), (B, 1, T, S), or None for one new token with no
-    padding, which needs none. (gpt2_pt also skips it for an unpadded prompt, which SDPA masks itself.)"""
+    padding and no preallocated cache, which needs none. (gpt2_pt also skips it for an unpadded prompt, which
+    SDPA masks itself.) `past` given (a KVCache): S is the buffer length and the keys from past + T on are
+    masked; `attention_mask` may then be shorter than S (batch, past + T)."""
     if attention_mask is None:
-        return None if isinstance(T, int) and T == 1 else causal_mask(T, S)
-    return tf.logical_and(causal_mask(T, S), tf.cast(attention_mask, tf.bool)[:, None, None, :])  # (B, 1, T, S)
+        return None if past is None and isinstance(T, int) and T == 1 else causal_mask(T, S, past)
+    attention_mask = tf.cast(attention_mask, tf.bool)
+    if past is not None and attention_mask.shape[-1] != S:  # (B, past + T): pad to the buffer, statically S wide
+        attention_mask = tf.pad(attention_mask, [[0, 0], [0, S - tf.shape(attention_mask)[-1]]])
+        attention_mask = tf.reshape(attention_mask, (-1, S))
+    return tf.logical_and(causal_mask(T, S, past), attention_mask[:, None, None, :])  # (B, 1, T, S)
 
 
 def unpack_inputs(call):
@@ -298,7 +388,8 @@ class TFGPT2Model(TFGPT2PreTrainedModel):
             None if t is None else _fold(t) for t in (input_ids, token_type_ids, position_ids, attention_mask))
         if inputs_embeds is not None and inputs_embeds.shape.rank is not None and inputs_embeds.shape.rank > 3:
             inputs_embeds = tf.reshape(inputs_embeds, tf.concat([[-1], tf.shape(inputs_embeds)[-2:]], axis=0))
-        layer_pasts = past_key_values if past_key_values is not None else (None,) * len(self.h)
+        cache = past_key_values if isinstance(past_key_values, KVCache) else None
+        layer_pasts = past_key_values if cache is None and past_key_values is not None else (None,) * len(self.h)
         B, T, P, checks = _check_inputs(self.config, input_ids, inputs_embeds, past_key_values, attention_mask,
                                         token_type_ids, position_ids)
         if checks:  # graph mode: the lookups wait for the checks, so a bad id fails with our message, not gather's
@@ -309,28 +400,37 @@ class TFGPT2Model(TFGPT2PreTrainedModel):
 
         if position_ids is None:
             if attention_mask is None:
-                position_ids = tf.range(P, P + T)[None]  # (1, T)
+                position_ids = (P + tf.range(T))[None]  # (1, T)
             else:  # count only the tokens the mask keeps, so left-padded rows start at position 0
-                position_ids = tf.maximum(tf.cumsum(tf.cast(attention_mask, tf.int32), axis=-1) - 1, 0)[:, P:]
+                counted = tf.maximum(tf.cumsum(tf.cast(attention_mask, tf.int32), axis=-1) - 1, 0)
+                position_ids = tf.slice(counted, [0, P], [-1, T])  # (B, T)
         x = self.wte(input_ids) if inputs_embeds is None else inputs_embeds
         x = x + self.wpe(position_ids)
         if token_type_ids is not None:
             x = x + self.wte(token_type_ids)
         x = self.drop(x, training=training)  # (B, T, C)
-        mask = attention_mask_for(attention_mask, T, P + T)
+        if cache is None:
+            mask = attention_mask_for(attention_mask, T, P + T)
+        else:
+            mask = attention_mask_for(attention_mask, T, cache.max_length, P)
 
         presents, all_hidden, all_weights = [], [], []
         for block, layer_past in zip(self.h, layer_pasts):
             if output_hidden_states:
                 all_hidden.append(x)
-            x, present, weights = block(x, mask, layer_past, output_attentions=output_attentions, training=training)
+            x, present, weights = block(x, mask, layer_past, cache=cache, output_attentions=output_attentions,
+                                        training=training)
             presents.append(present)
             all_weights.append(weights)
         x = self.ln_f(x)
         if output_hidden_states:
             all_hidden.append(x)
 
-        past = tuple(presents) if use_cache else None
+        if cache is not None:
+            cache.length.assign_add(T)
+            past = cache
+        else:
+            past = tuple(presents) if use_cache else None
         unfold = lambda t: tf.reshape(t, tf.concat([lead_shape, tf.shape(t)[1:]], axis=0))  # noqa: E731
         out = BaseModelOutputWithPast(
             last_hidden_state=unfold(x),
@@ -373,7 +473,9 @@ def _check_inputs(config, input_ids, inputs_embeds, past_key_values, attention_m
         checks += _check_ids("input_ids", input_ids, config.vocab_size)
 
     P = 0
-    if past_key_values is not None:
+    if isinstance(past_key_values, KVCache):
+        P = _check_cache(config, past_key_values, B, T)
+    elif past_key_values is not None:
         P = _check_past(config, past_key_values, B)
     checks += _check_at_most(P + T, config.n_positions,
                    lambda: f"past length + new length should be at most n_positions={config.n_positions}. "
@@ -381,7 +483,8 @@ def _check_inputs(config, input_ids, inputs_embeds, past_key_values, attention_m
                    f"past length + new length should be at most n_positions={config.n_positions}")
 
     if attention_mask is not None:
-        _check_shape("attention_mask", attention_mask, (B, P + T), "(batch, past + new)")
+        if not (isinstance(past_key_values, KVCache) and attention_mask.shape[-1] == past_key_values.max_length):
+            _check_shape("attention_mask", attention_mask, (B, P + T), "(batch, past + new)")
     if token_type_ids is not None:
         _check_shape("token_type_ids", token_type_ids, (B, T), "(batch, new)")
         checks += _check_ids("token_type_ids", token_type_ids, config.vocab_size)
@@ -425,6 +528,20 @@ def _check_ids(name, ids, limit):
             tf.debugging.assert_less(ids, tf.cast(limit, ids.dtype), message=f"`{name}` should lie in [0, {limit})")]
 
 
+def _check_cache(config, cache, B, T):
+    n_layer, (cb, ch, cmax, cd) = len(cache.keys), tuple(cache.keys[0].shape)
+    if (n_layer, ch, cd) != (config.n_layer, config.n_head, config.head_dim) or _known(B) and cb != B:
+        raise ValueError(f"`past_key_values` KVCache should hold {config.n_layer} layers of (batch={B}, "
+                         f"n_head={config.n_head}, ..., head_dim={config.head_dim}). Received: {n_layer} layers "
+                         f"of {(cb, ch, cmax, cd)}")
+    if not tf.executing_eagerly():
+        return cache.length.read_value()  # one traced program for every position
+    P = int(cache.length)
+    if _known(T) and P + T > cmax:
+        raise ValueError(f"The KVCache holds max_length={cmax} positions; past {P} + new {T} do not fit")
+    return P
+
+
 def _check_past(config, past_key_values, B):
     if len(past_key_values) != config.n_layer:
         raise ValueError(f"`past_key_values` should hold one (key, value) pair per layer ({config.n_layer}). "
@@ -460,6 +577,10 @@ def lm_loss(logits, labels):
 
 
 class TFGPT2LMHeadModel(TFGPT2PreTrainedModel):
+    """The body plus the vocabulary projection. `logits_to_keep=N` (transformers' name) computes the logits of
+    the last N positions only (0: all of them); decoding asks for 1, which skips most of the LM head's work
+    at the prompt."""
+
     def __init__(self, config: GPT2Config, **kwargs):
         super().__init__(config, **kwargs)
         self.transformer = TFGPT2Model(config, name="transformer")
@@ -471,13 +592,21 @@ class TFGPT2LMHeadModel(TFGPT2PreTrainedModel):
     @unpack_inputs
     def call(self, input_ids=None, past_key_values=None, attention_mask=None, token_type_ids=None,
              position_ids=None, inputs_embeds=None, labels=None, use_cache=None, output_attentions=None,
-             output_hidden_states=None, return_dict=None, training=False):
+             output_hidden_states=None, return_dict=None, logits_to_keep: int = 0, training=False):
+        if isinstance(logits_to_keep, bool) or not isinstance(logits_to_keep, int) or logits_to_keep < 0:
+            raise ValueError(f"`logits_to_keep` should be an int >= 0 (0 keeps all positions). "
+                             f"Received: logits_to_keep={logits_to_keep!r}")
         body = self.transformer(input_ids, past_key_values=past_key_values, attention_mask=attention_mask,
                                 token_type_ids=token_type_ids, position_ids=position_ids,
                                 inputs_embeds=inputs_embeds, use_cache=use_cache,
                                 output_attentions=output_attentions, output_hidden_states=output_hidden_states,
                                 training=training)
-        logits = self.lm_head(body.last_hidden_state)
+        hidden = body.last_hidden_state
+        T = hidden.shape[-2]
+        if labels is not None and logits_to_keep > 0 and (T is None or logits_to_keep < T):
+            raise ValueError("`labels` need the logits of every position: pass logits_to_keep=0. "
+                             f"Received: logits_to_keep={logits_to_keep}")
+        logits = self.lm_head(hidden[..., -logits_to_keep:, :] if logits_to_keep else hidden)
         out = CausalLMOutputWithPast(
             loss=None if labels is None else lm_loss(logits, labels), logits=logits,
             past_key_values=body.past_key_values, hidden_states=body.hidden_states, attentions=body.attentions)

@@ -2,7 +2,7 @@
 tokens, for greedy decoding, beam search, penalties, eos reached mid-way and left-padded batches.
 
 The checkpoint is transformers' own (saved by its save_pretrained); gpt2_pt and gpt2_tf load it. Most cases run
-our default path (the lean decoder compiled with XLA); a few also run it eagerly and through the model's forward.
+our default path (the model compiled with XLA over a KVCache); a few also run it as a graph and eagerly.
 """
 
 import numpy as np
@@ -48,11 +48,8 @@ def quick():
     torch.set_num_threads(saved[1])
 
 
-@pytest.fixture(params=["xla", "eager", "model_forward"])
-def execution(request, monkeypatch):
-    if request.param == "model_forward":
-        monkeypatch.setattr(tf_generation._LeanDecoder, "supports", staticmethod(lambda model: False))
-        return "xla"
+@pytest.fixture(params=["xla", "graph", "eager"])
+def execution(request):
     return request.param
 
 

@@ -42,31 +42,29 @@ def _programs(model):
 
 @pytest.mark.parametrize("kwargs", [dict(), dict(num_beams=3, num_return_sequences=2, repetition_penalty=1.3)],
                          ids=["greedy", "beams"])
-def test_every_runner_gives_the_same_tokens(lm, monkeypatch, kwargs):
+def test_every_execution_gives_the_same_tokens(lm, kwargs):
     ids, mask = left_padded()
     common = dict(attention_mask=mask, max_new_tokens=10, pad_token_id=PAD, **kwargs)
     outs = {execution: lm.generate(ids, execution=execution, **common).numpy()
             for execution in tf_generation.EXECUTION_MODES}
-    monkeypatch.setattr(tf_generation._LeanDecoder, "supports", staticmethod(lambda model: False))
-    outs["model_forward"] = lm.generate(ids, **common).numpy()
     for name, out in outs.items():
         np.testing.assert_array_equal(out, outs["xla"], err_msg=name)
 
 
 @pytest.mark.parametrize("execution", ["xla", "eager"])
-def test_lean_logits_equal_model_forward(lm, execution):
+def test_runner_logits_equal_the_uncached_forward(lm, execution):
     ids, mask = left_padded()
-    decoder = tf_generation._LeanDecoder(lm, 3, 12, execution=execution)
+    decoder = tf_generation._ModelRunner(lm, 3, 12, execution=execution)
     positions = np.maximum(np.cumsum(mask, axis=1) - 1, 0)
-    lean = decoder.prefill(ids, mask)
+    cached = decoder.prefill(ids, mask)
     out = lm(ids, attention_mask=mask, position_ids=positions, use_cache=True)
-    assert_close(lean, out.logits[:, -1], "prefill logits")
+    assert_close(cached, out.logits[:, -1], "prefill logits")
     token = np.array([3, 4, 5])
     mask2 = np.concatenate([mask, np.ones((3, 1), mask.dtype)], axis=1)
-    lean = decoder.step(token, mask2)
+    cached = decoder.step(token, mask2)
     out = lm(token[:, None], attention_mask=mask2, position_ids=positions[:, -1:] + 1,
              past_key_values=out.past_key_values, use_cache=True)
-    assert_close(lean, out.logits[:, -1], "step logits")
+    assert_close(cached, out.logits[:, -1], "step logits")
 
 
 def test_decoding_never_retraces(lm):
@@ -90,9 +88,8 @@ def test_key_value_cache_is_no_model_weight(lm):
     assert _programs(lm)  # the programs live on the model, outside Keras' tracking
 
 
-def test_model_forward_runs_configs_the_lean_path_does_not_cover():
+def test_reorder_and_upcast_attn_gives_the_same_tokens():
     plain, upcast = tiny_model(seed=4), tiny_model(seed=4, reorder_and_upcast_attn=True)
-    assert not tf_generation._LeanDecoder.supports(upcast)
     ids = prompts()
     for kwargs in (dict(), dict(num_beams=3)):
         a = plain.generate(ids, max_new_tokens=8, pad_token_id=PAD, execution="eager", **kwargs)

@@ -148,7 +148,7 @@ class Attention(nn.Module):
             self.scale /= layer_idx + 1
         self.upcast = config.reorder_and_upcast_attn
 
-    def forward(self, x, mask, layer_past=None, cache=None, output_attentions=False):
+    def forward(self, x, allowed, layer_past=None, cache=None, output_attentions=False):
         B, T, C = x.shape
         qkv = self.c_attn(x).view(B, T, 3, self.n_head, self.head_dim)
         q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each (B, nh, T, hd)
@@ -161,11 +161,11 @@ class Attention(nn.Module):
 
         # The explicit path returns the weights; with reorder_and_upcast_attn it also runs the scores in fp32.
         if output_attentions or (self.upcast and q.dtype != torch.float32):
-            y, weights = self._explicit_attention(q, k, v, mask)
+            y, weights = self._explicit_attention(q, k, v, allowed)
         else:
             dropout = self.attn_dropout.p if self.training else 0.0
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout,
-                                               is_causal=mask is None and T > 1, scale=self.scale)
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed, dropout_p=dropout,
+                                               is_causal=allowed is None and T > 1, scale=self.scale)
             weights = None
         y = y.transpose(1, 2).reshape(B, T, C)  # (B, T, nh * hd): heads side by side again
         y = self.c_proj(y)
@@ -205,8 +205,8 @@ class Block(nn.Module):
         self.ln_2 = nn.LayerNorm(config.n_embd, eps=config.layer_norm_epsilon)
         self.mlp = MLP(config)
 
-    def forward(self, x, mask, layer_past=None, cache=None, output_attentions=False):
-        a, present, weights = self.attn(self.ln_1(x), mask, layer_past, cache, output_attentions)
+    def forward(self, x, allowed, layer_past=None, cache=None, output_attentions=False):
+        a, present, weights = self.attn(self.ln_1(x), allowed, layer_past, cache, output_attentions)
         x = x + a
         x = x + self.mlp(self.ln_2(x))
         return x, present, weights

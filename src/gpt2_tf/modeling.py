@@ -210,7 +210,8 @@ class Attention(keras.layers.Layer):
         self.upcast = config.reorder_and_upcast_attn
         self.built = True
 
-    def call(self, x, mask, layer_past=None, cache=None, output_attentions=False, training=False):
+    # `allowed`, not `mask`: Keras 3 reserves a call argument named `mask` for its own masking protocol.
+    def call(self, x, allowed, layer_past=None, cache=None, output_attentions=False, training=False):
         B, T, C = tf.shape(x)[0], tf.shape(x)[1], x.shape[-1]
         q, k, v = tf.split(self.c_attn(x), 3, axis=2)
         q = tf.transpose(tf.reshape(q, (B, T, self.n_head, self.head_dim)), (0, 2, 1, 3))  # (B, nh, T, hd)
@@ -223,7 +224,7 @@ class Attention(keras.layers.Layer):
             v = tf.concat((layer_past[1], v), axis=2)
         present = (k, v)
 
-        y, weights = self._attention(q, k, v, mask, training)
+        y, weights = self._attention(q, k, v, allowed, training)
         y = tf.reshape(tf.transpose(y, (0, 2, 1, 3)), (B, T, C))  # (B, T, nh * hd): heads side by side again
         return self.resid_dropout(self.c_proj(y), training=training), present, (weights if output_attentions
                                                                                   else None)
@@ -268,8 +269,8 @@ class Block(keras.layers.Layer):
         self.mlp = MLP(config, name="mlp")
         self.built = True
 
-    def call(self, x, mask, layer_past=None, cache=None, output_attentions=False, training=False):
-        a, present, weights = self.attn(self.ln_1(x), mask, layer_past, cache=cache,
+    def call(self, x, allowed, layer_past=None, cache=None, output_attentions=False, training=False):
+        a, present, weights = self.attn(self.ln_1(x), allowed, layer_past, cache=cache,
                                         output_attentions=output_attentions, training=training)
         x = x + a
         x = x + self.mlp(self.ln_2(x), training=training)

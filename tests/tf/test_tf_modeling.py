@@ -166,3 +166,10 @@ def test_graph_mode_checks_values_with_assertions(lm):
         step(tf.fill((1, 3), 99))
     with pytest.raises(tf.errors.InvalidArgumentError, match="n_positions"):
         step(tf.zeros((1, 65), tf.int32))
+
+
+def test_one_token_without_mask_under_tf_function(lm):
+    # Keras 3 treats a layer call argument named `mask` as its own; a None there once broke this call.
+    ids = tf.constant([[5]], tf.int32)
+    graph = tf.function(lambda i: lm(i).logits)(ids)
+    assert_close(graph, lm(ids).logits, "one token, tf.function vs eager")

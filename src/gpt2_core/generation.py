@@ -454,6 +454,26 @@ class Streamer(Protocol):
     def end(self) -> None: ...
 
 
+def config_for(model, generation_config: GenerationConfig | None = None) -> GenerationConfig:
+    """The settings a `generate` call starts from: the one passed, else the model's own generation_config (read
+    with the checkpoint), else the special tokens of its GPT2Config."""
+    if generation_config is not None:
+        if not isinstance(generation_config, GenerationConfig):
+            raise ValueError("`generation_config` should be a gpt2_core GenerationConfig. "
+                             f"Received: {type(generation_config).__name__}")
+        return generation_config
+    own = getattr(model, "generation_config", None)
+    if isinstance(own, GenerationConfig):
+        return own
+    return GenerationConfig.from_model_config(model.config)
+
+
+def positions_from_mask(mask: np.ndarray) -> np.ndarray:
+    """(B, T) position ids that count only the kept tokens, so a left-padded row sees the positions it would
+    see alone."""
+    return np.maximum(np.cumsum(mask, axis=1) - 1, 0)
+
+
 def prepare(config: GenerationConfig, input_ids: np.ndarray, attention_mask: np.ndarray | None, *,
             n_positions: int, vocab_size: int) -> tuple[GenerationConfig, np.ndarray, np.ndarray, int, int]:
     """Check everything before any model work; return (config, ids, mask, max_length, min_length).

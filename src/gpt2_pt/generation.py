@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from gpt2_core.generation import GenerationConfig, decode, prepare
+from gpt2_core.generation import GenerationConfig, config_for, decode, positions_from_mask, prepare
 
 from .modeling import Conv1D, GPT2PreTrainedModel, KVCache
 
@@ -35,7 +35,7 @@ def generate(model, input_ids, attention_mask=None, generation_config: Generatio
     `quantize="int8"` decodes with int8 weights in the linear layers and the LM head: several times faster,
     logits move slightly (bench/bench_pt_generate.py measures how much).
     """
-    config = _base_config(model, generation_config).copy(**kwargs)  # unknown kwargs raise here
+    config = config_for(model, generation_config).copy(**kwargs)  # unknown kwargs raise here
     if quantize not in QUANTIZE_MODES:
         raise ValueError(f"`quantize` should be one of {QUANTIZE_MODES}. Received: quantize={quantize!r}")
     if quantize is not None and not isinstance(model, GPT2PreTrainedModel):
@@ -55,18 +55,6 @@ def generate(model, input_ids, attention_mask=None, generation_config: Generatio
         out = decode(runner, config, ids_np, mask_np, max_length=max_length, min_length=min_length,
                      streamer=None if streamer is None else _TorchStreamer(streamer))
     return torch.from_numpy(out).to(device)
-
-
-def _base_config(model, generation_config):
-    if generation_config is not None:
-        if not isinstance(generation_config, GenerationConfig):
-            raise ValueError("`generation_config` should be a gpt2_core GenerationConfig. "
-                             f"Received: {type(generation_config).__name__}")
-        return generation_config
-    own = getattr(model, "generation_config", None)
-    if isinstance(own, GenerationConfig):
-        return own
-    return GenerationConfig.from_model_config(model.config)
 
 
 def _to_numpy(x, name):
@@ -111,7 +99,7 @@ class _ModelRunner:
     def _run(self, ids, mask, positions):
         out = self.model(input_ids=torch.from_numpy(ids).to(self.device), past_key_values=self.past,
                          attention_mask=None if mask is None else torch.from_numpy(mask).to(self.device),
-                         position_ids=None if positions is None else positions.to(self.device),
+                         position_ids=None if positions is None else torch.from_numpy(positions).to(self.device),
                          use_cache=True, logits_to_keep=1)
         self.past = out.past_key_values
         return out.logits[:, -1].float().cpu().numpy()
@@ -120,12 +108,12 @@ class _ModelRunner:
         self.padded = not attention_mask.all()
         if not self.padded:
             return self._run(input_ids, None, None)
-        return self._run(input_ids, attention_mask, _positions(attention_mask))
+        return self._run(input_ids, attention_mask, positions_from_mask(attention_mask))
 
     def step(self, tokens, attention_mask):
         if not self.padded:
             return self._run(tokens[:, None], None, None)
-        return self._run(tokens[:, None], attention_mask, _positions(attention_mask)[:, -1:])
+        return self._run(tokens[:, None], attention_mask, positions_from_mask(attention_mask)[:, -1:])
 
     def reorder(self, index):
         index = torch.from_numpy(index).to(self.device)
@@ -140,11 +128,6 @@ class _ModelRunner:
     def uniform(self, shape):
         # drawn from torch's generator so that torch.manual_seed makes sampling reproducible
         return torch.rand(shape, generator=self.generator, dtype=torch.float64).numpy()
-
-
-def _positions(mask: np.ndarray) -> torch.Tensor:
-    # positions count the real tokens only, so a left-padded row sees the positions it would see alone
-    return torch.from_numpy(np.maximum(np.cumsum(mask, axis=1) - 1, 0))
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from gpt2_core.generation import GenerationConfig, decode, prepare
+from gpt2_core.generation import GenerationConfig, config_for, decode, positions_from_mask, prepare
 
 from .modeling import KVCache
 
@@ -32,7 +32,7 @@ def generate(model, input_ids, attention_mask=None, generation_config: Generatio
     list). `execution` runs the model compiled with XLA ("xla", the fastest once compiled), as a TF graph
     without XLA ("graph") or eagerly ("eager"); the tokens are the same.
     """
-    config = _base_config(model, generation_config).copy(**kwargs)  # unknown kwargs raise here
+    config = config_for(model, generation_config).copy(**kwargs)  # unknown kwargs raise here
     if execution not in EXECUTION_MODES:
         raise ValueError(f"`execution` should be one of {EXECUTION_MODES}. Received: execution={execution!r}")
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))):
@@ -49,18 +49,6 @@ def generate(model, input_ids, attention_mask=None, generation_config: Generatio
     out = decode(runner, config, ids_np, mask_np, max_length=max_length, min_length=min_length,
                  streamer=None if streamer is None else _TFStreamer(streamer, out_dtype))
     return tf.constant(out, dtype=out_dtype)
-
-
-def _base_config(model, generation_config):
-    if generation_config is not None:
-        if not isinstance(generation_config, GenerationConfig):
-            raise ValueError("`generation_config` should be a gpt2_core GenerationConfig. "
-                             f"Received: {type(generation_config).__name__}")
-        return generation_config
-    own = getattr(model, "generation_config", None)
-    if isinstance(own, GenerationConfig):
-        return own
-    return GenerationConfig.from_model_config(model.config)
 
 
 def _int_dtype(input_ids):
@@ -94,11 +82,6 @@ class _TFStreamer:
         self.streamer.end()
 
 
-def _positions(mask: np.ndarray) -> np.ndarray:
-    # positions count the real tokens only, so a left-padded row sees the positions it would see alone
-    return np.maximum(np.cumsum(mask, axis=1) - 1, 0).astype(np.int32)
-
-
 class _ModelRunner:
     """What `decode` drives: prefill, step, reorder (beam search) and uniform draws, over the model's own call.
 
@@ -118,7 +101,7 @@ class _ModelRunner:
     def prefill(self, input_ids, attention_mask):
         self.program = _program(*self.shape)  # here, not in __init__: `decode` checks its arguments first
         return self.program.prefill(tf.constant(input_ids, tf.int32), tf.constant(attention_mask, tf.int32),
-                                    tf.constant(_positions(attention_mask))).numpy()
+                                    tf.constant(positions_from_mask(attention_mask).astype(np.int32))).numpy()
 
     def step(self, tokens, attention_mask):
         # the mask the core passes covers the cache and the new token; the program's is the whole buffer wide

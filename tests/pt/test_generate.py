@@ -5,6 +5,7 @@ names and forward arguments as ours; its own cache) and ours loaded from the che
 KVCache, written in place).
 """
 
+import copy
 import math
 
 import numpy as np
@@ -425,3 +426,46 @@ def test_int8_decodes_and_stays_close(ours):
 def test_int8_needs_our_model(reference):
     with pytest.raises(ValueError, match="quantize"):
         pt_generation.generate(reference, prompts(1), max_new_tokens=2, pad_token_id=PAD, quantize="int8")
+
+
+# -- prepacked weights for batched steps
+
+
+@pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="torch built without oneDNN")
+def test_packed_steps_match_plain_steps(ours):
+    ids = prompts(3)
+    packed = pt_generation.packed_copy(ours, 3)
+    assert pt_generation.packed_copy(ours, 3) is packed  # cached while the weights and rows stay the same
+    assert isinstance(packed.lm_head, pt_generation.PackedLinear) and packed.transformer.wte is ours.transformer.wte
+    assert not any("packed" in name for name in ours.state_dict())
+    plain = pt_generation._ModelRunner(ours, 3, 20)
+    fast = pt_generation._ModelRunner(ours, 3, 20, step_model=packed)
+    mask = np.ones_like(ids.numpy())
+    with torch.inference_mode():
+        a, b = plain.prefill(ids.numpy(), mask), fast.prefill(ids.numpy(), mask)
+        np.testing.assert_array_equal(a, b)  # the prompt runs on the model's own weights
+        for step in range(4):
+            tokens = a.argmax(-1)
+            mask = np.concatenate([mask, np.ones((3, 1), mask.dtype)], axis=1)
+            a, b = plain.step(tokens, mask), fast.step(tokens, mask)
+            np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-5 * np.abs(a).max())
+    for args in (dict(), dict(num_beams=3), dict(do_sample=True, top_k=5)):
+        torch.manual_seed(0)
+        x = pt_generation.generate(ours, ids, max_new_tokens=6, pad_token_id=PAD, **args)
+        torch.manual_seed(0)
+        y = pt_generation.generate(ours, ids, max_new_tokens=6, pad_token_id=PAD, pack_weights=False, **args)
+        assert torch.equal(x, y), args
+
+
+def test_packed_copy_follows_the_weights(ours):
+    if not pt_generation.can_pack(ours):
+        pytest.skip("torch built without oneDNN")
+    first = pt_generation.packed_copy(ours, 2)
+    second = pt_generation.packed_copy(ours, 4)
+    assert second is not first  # rows choose the blocked layout
+    with torch.no_grad():
+        ours.transformer.h[0].mlp.c_fc.bias.add_(0.0)  # an in-place change bumps the version
+    assert pt_generation.packed_copy(ours, 4) is not second
+    pt_generation.generate(ours, prompts(2), max_new_tokens=2, pad_token_id=PAD, pack_weights=False)
+    assert pt_generation._PACKED not in ours.__dict__  # pack_weights=False frees the copy
+    assert not pt_generation.can_pack(copy.deepcopy(ours).double())

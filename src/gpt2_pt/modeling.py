@@ -26,13 +26,27 @@ from gpt2_core.outputs import (BaseModelOutputWithPast, CausalLMOutputWithPast, 
                                   QuestionAnsweringModelOutput, SequenceClassifierOutputWithPast,
                                   TokenClassifierOutput)
 
+_GELU_A = 2 * math.sqrt(2 / math.pi)  # 0.5 * (1 + tanh(z)) == sigmoid(2 z)
+_GELU_B = _GELU_A * 0.044715
+
+
+def gelu_tanh(x: torch.Tensor) -> torch.Tensor:
+    """0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))), written as x * sigmoid(x (a + b x^2)): four passes over x.
+    torch's F.gelu(approximate="tanh") is 2-3x slower on CPU here (and collapses when a thread is preempted), and
+    the MLP runs it on every (tokens, 4 n_embd) activation. In place where autograd needs nothing back."""
+    t = torch.addcmul(x.new_full((), _GELU_A), x, x, value=_GELU_B)  # a + b x^2
+    if torch.is_grad_enabled() and x.requires_grad:
+        return x * torch.sigmoid(t * x)
+    return t.mul_(x).sigmoid_().mul_(x)
+
+
 # transformers' ACT2FN, name for name. The four tanh approximations of GELU are one function (they differ only in
-# how the constant sqrt(2/pi) is spelled), so they share torch's fused kernel.
+# how the constant sqrt(2/pi) is spelled).
 ACT2FN = {
-    "gelu_new": lambda x: F.gelu(x, approximate="tanh"),
-    "gelu_pytorch_tanh": lambda x: F.gelu(x, approximate="tanh"),
-    "gelu_fast": lambda x: F.gelu(x, approximate="tanh"),
-    "gelu_accurate": lambda x: F.gelu(x, approximate="tanh"),
+    "gelu_new": gelu_tanh,
+    "gelu_pytorch_tanh": gelu_tanh,
+    "gelu_fast": gelu_tanh,
+    "gelu_accurate": gelu_tanh,
     "gelu": F.gelu,
     "gelu_python": F.gelu,
     "quick_gelu": lambda x: x * torch.sigmoid(1.702 * x),

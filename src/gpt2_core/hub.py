@@ -13,8 +13,11 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
 import re
+import socket
+import sys
+import time
+from urllib.parse import urlsplit
 
 logger = logging.getLogger(__name__)
 
@@ -102,10 +105,11 @@ def resolve_file(name_or_path, filename: str, *, revision: str | None = None, ca
         if cached is not None and not isinstance(cached, str):
             return None
     not_local = f"not a local directory, not in the HF cache ({cache})"
+    unresolved = None if offline else _unresolved_host()
     try:
         return huggingface_hub.hf_hub_download(
-            name, filename, revision=revision, cache_dir=cache_dir, local_files_only=offline, token=token,
-            force_download=force_download)
+            name, filename, revision=revision, cache_dir=cache_dir, local_files_only=offline or bool(unresolved),
+            token=token, force_download=force_download)
     except hf_errors.LocalEntryNotFoundError as e:
         # Offline, or the hub could not be reached, and the file is not cached. A cached snapshot of the model
         # means the model is known and simply lacks (or never downloaded) this file.
@@ -113,7 +117,7 @@ def resolve_file(name_or_path, filename: str, *, revision: str | None = None, ca
             logger.debug("%s: %s is not in the cached snapshot of %r", name, filename, revision or "main")
             return None
         where = ("downloads are off (local_files_only / HF_HUB_OFFLINE)" if offline
-                 else f"the hub ({_endpoint()}) could not be reached: {e.__cause__ or e}")
+                 else f"the hub ({_endpoint()}) could not be reached: {unresolved or e.__cause__ or e}")
         if revision is not None and _has_snapshot(name, None, cache):
             raise ModelNotFoundError(f"Revision {revision!r} of model {name!r} is not in the HF cache ({cache}), "
                                      f"and {where}") from e
@@ -131,6 +135,33 @@ def resolve_file(name_or_path, filename: str, *, revision: str | None = None, ca
     except hf_errors.HFValidationError as e:
         raise ModelNotFoundError(f"Model {name!r} not found: it is not a directory and not a valid hub model id "
                                  f"({e})") from e
+
+
+_RESOLVED: dict[str, tuple[float, str | None]] = {}  # host -> (when asked, why it failed or None)
+
+
+def _unresolved_host(ttl: float = 60.0) -> str | None:
+    """Why the hub's host name does not resolve, or None. huggingface_hub retries a failed connection for ~25 s
+    per file, with a log line per try; a name the resolver does not know will not resolve in those seconds, so
+    we go straight to the cache instead. Asked once a minute at most. Behind a proxy the local resolver is not
+    the one that matters, so we do not ask."""
+    if any(os.environ.get(var) for var in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy",
+                                           "ALL_PROXY", "all_proxy")):
+        return None
+    host = urlsplit(_endpoint()).hostname
+    if not host:
+        return None
+    asked, reason = _RESOLVED.get(host, (-ttl, None))
+    if time.monotonic() - asked >= ttl:
+        try:
+            socket.getaddrinfo(host, None)
+            reason = None
+        except socket.gaierror as e:
+            reason = f"cannot resolve host {host!r} ({e.strerror or e})"
+        except OSError:  # anything else is for huggingface_hub to report
+            reason = None
+        _RESOLVED[host] = (time.monotonic(), reason)
+    return reason
 
 
 def _has_snapshot(name: str, revision: str | None, cache: str) -> bool:

@@ -4,8 +4,10 @@ revisions, and the environment variables (checked in a subprocess, since hugging
 import json
 import os
 import socket
+import time
 
 import numpy as np
+
 import pytest
 from hubserver import HubServer, run_python
 
@@ -51,6 +53,24 @@ def test_hub_unreachable_uses_the_cache(hub_server, monkeypatch, tmp_path):
     hub_server.stop()  # the network is down, HF_HUB_OFFLINE is not set
     assert hub.resolve_file("org/tiny", "config.json") == cached
     assert hub.resolve_file("org/tiny", "tokenizer.json") is None
+
+
+def test_unresolvable_hub_fails_fast_and_uses_the_cache(hub_server, monkeypatch, tmp_path):
+    hub_server.add("org/tiny", {"config.json": CONFIG})
+    hub_server.patch(monkeypatch, tmp_path)
+    cached = hub.resolve_file("org/tiny", "config.json")
+    from huggingface_hub import constants
+
+    # .invalid never resolves (RFC 6761): huggingface_hub alone would retry for ~25 s before giving up
+    monkeypatch.setattr(constants, "ENDPOINT", "https://hub.gpt2-tests.invalid")
+    monkeypatch.setattr(hub, "_RESOLVED", {})
+    for var in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(var, raising=False)
+    start = time.monotonic()
+    assert hub.resolve_file("org/tiny", "config.json") == cached
+    with pytest.raises(ModelNotFoundError, match="cannot resolve host 'hub.gpt2-tests.invalid'"):
+        hub.resolve_file("org/other", "config.json")
+    assert time.monotonic() - start < 5
 
 
 def test_local_files_only_is_offline(hub_server, monkeypatch, tmp_path):

@@ -456,7 +456,8 @@ def _check_inputs(config, input_ids, inputs_embeds, past_key_values, attention_m
     and the graph assertions to run first.
 
     Shapes are checked when known (always eagerly; under tf.function when the traced shapes are), values eagerly;
-    what only the running graph knows becomes a tf.debugging assertion (which XLA drops).
+    what only the running graph knows becomes a tf.debugging assertion, except in a graph XLA compiles: XLA cannot
+    run assertions (it drops each with an "Ignoring Assert operator" warning), so there none are made.
     """
     checks = []
     if input_ids is not None:
@@ -502,10 +503,25 @@ def _known(value) -> bool:
     return isinstance(value, int)
 
 
+def in_xla_compilation() -> bool:
+    """Whether the function being traced will be compiled by XLA: tf.function(jit_compile=True), or a function
+    called from one. TensorFlow marks such a trace with an XLA control-flow context on the graph or an outer
+    graph; it has no public API for this, hence the internal module (absent: False, and the assertions stay)."""
+    if tf.executing_eagerly():
+        return False
+    try:
+        from tensorflow.python.ops import control_flow_util
+    except ImportError:  # pragma: no cover - a TensorFlow without the module
+        return False
+    return control_flow_util.GraphOrParentsInXlaContext(tf.compat.v1.get_default_graph())
+
+
 def _check_at_most(value, limit, message, graph_message):
     if _known(value):
         if value > limit:
             raise ValueError(message())
+        return []
+    if in_xla_compilation():
         return []
     return [tf.debugging.assert_less_equal(value, limit, message=graph_message)]
 
@@ -524,6 +540,8 @@ def _check_ids(name, ids, limit):
         low, high = int(tf.reduce_min(ids)), int(tf.reduce_max(ids))
         if low < 0 or high >= limit:
             raise ValueError(f"`{name}` should lie in [0, {limit}). Received: values from {low} to {high}")
+        return []
+    if in_xla_compilation():
         return []
     return [tf.debugging.assert_non_negative(ids, message=f"`{name}` should lie in [0, {limit})"),
             tf.debugging.assert_less(ids, tf.cast(limit, ids.dtype), message=f"`{name}` should lie in [0, {limit})")]

@@ -74,11 +74,54 @@ def test_decoding_never_retraces(lm):
     program = _programs(lm)[(2, 32, "xla")]  # 17 positions round up to a capacity of 32
     lm.generate(ids[:, :4], max_new_tokens=14, **kwargs)  # another prompt length: the same trace
     lm.generate(ids, max_new_tokens=20, **kwargs)
-    assert program.trace_counts() == {"prefill": 1, "step": 1, "reorder": 0}
+    assert program.trace_counts() == {"prefill": 0, "step": 0, "reorder": 0, "greedy": 1}  # greedy: one loop
     assert _programs(lm)[(2, 32, "xla")] is program
+    lm.generate(ids, max_new_tokens=10, repetition_penalty=1.2, **kwargs)  # a processor: token by token
+    lm.generate(ids[:, :4], max_new_tokens=14, repetition_penalty=1.2, **kwargs)
+    assert program.trace_counts() == {"prefill": 1, "step": 1, "reorder": 0, "greedy": 1}
     lm.generate(ids, max_new_tokens=10, num_beams=3, **kwargs)
     lm.generate(ids, max_new_tokens=12, num_beams=3, **kwargs)
-    assert _programs(lm)[(6, 32, "xla")].trace_counts() == {"prefill": 1, "step": 1, "reorder": 1}
+    assert _programs(lm)[(6, 32, "xla")].trace_counts() == {"prefill": 1, "step": 1, "reorder": 1, "greedy": 0}
+
+
+class _Collect:
+    def __init__(self):
+        self.values = []
+
+    def put(self, value):
+        self.values.append(value)
+
+    def end(self):
+        pass
+
+
+def _first_new_tokens(lm, ids, mask, count):
+    """Tokens that greedy decoding of these prompts makes early on: eos ids that end rows mid-way."""
+    out = lm.generate(ids, attention_mask=mask, max_new_tokens=4, pad_token_id=PAD, eos_token_id=None,
+                      execution="eager").numpy()
+    return list(dict.fromkeys(out[:, ids.shape[1] + 1:].T.flatten().tolist()))[:count]
+
+
+@pytest.mark.parametrize("execution", ["xla", "graph"])
+@pytest.mark.parametrize("case", ["no_eos", "eos_mid_way", "two_eos_min_new_tokens", "eos_at_once_min_new_tokens"])
+def test_compiled_greedy_loop_equals_token_by_token_decoding(lm, execution, case):
+    ids, mask = left_padded()
+    early = _first_new_tokens(lm, ids, mask, 2)
+    kwargs = dict(no_eos=dict(eos_token_id=None), eos_mid_way=dict(eos_token_id=early[0]),
+                  two_eos_min_new_tokens=dict(eos_token_id=early, min_new_tokens=3),
+                  eos_at_once_min_new_tokens=dict(eos_token_id=early, min_new_tokens=12))[case]
+    common = dict(attention_mask=mask, max_new_tokens=12, pad_token_id=PAD, execution=execution, **kwargs)
+    whole = lm.generate(ids, **common).numpy()  # the compiled loop
+    streamer = _Collect()  # a streamer takes gpt2_core's decode, one call per token
+    by_token = lm.generate(ids, streamer=streamer, **common).numpy()
+    np.testing.assert_array_equal(whole, by_token)
+    program = _programs(lm)[(3, 32, execution)]
+    assert program.trace_counts()["greedy"] == 1
+    new = whole[:, ids.shape[1]:]
+    if case in ("eos_mid_way", "two_eos_min_new_tokens"):  # some row ended early: padded, or all ended at once
+        assert new.shape[1] < 12 or (new == PAD).any(), new
+    if case == "eos_at_once_min_new_tokens":  # eos banned throughout
+        assert new.shape[1] == 12 and not np.isin(new, early).any(), new
 
 
 def test_key_value_cache_is_no_model_weight(lm):

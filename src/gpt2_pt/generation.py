@@ -160,17 +160,16 @@ class Int8Linear(nn.Module):
             warnings.simplefilter("ignore")  # torch deprecates quantized tensors in favour of torchao
             qweight = torch.quantize_per_channel(weight, scale, zero, 0, torch.qint8)
             self.packed = torch.ops.quantized.linear_prepack(qweight, None if bias is None else bias.detach().float())
-        self.out_features = weight.shape[0]
 
     def forward(self, x):
-        shape = x.shape
         if x.dtype != torch.float32:
             return self.forward(x.float()).to(x.dtype)
-        y = _linear_dynamic(x.reshape(-1, shape[-1]), self.packed, True)  # True: 7-bit activations, no overflow
-        return y.view(shape[:-1] + (self.out_features,))
+        return _linear_dynamic(x, self.packed, True)  # True: 7-bit activations, no overflow; any leading dims
 
 
-_linear_dynamic = torch.ops.quantized.linear_dynamic  # looked up once: decoding calls it ~50 times a token
+# The overloads themselves, looked up once: decoding calls them ~50 times a token, and the packet's __call__ first
+# scans the arguments for traced script objects (~7 us a call).
+_linear_dynamic = torch.ops.quantized.linear_dynamic.default
 
 
 def int8_copy(model: GPT2PreTrainedModel) -> GPT2PreTrainedModel:
@@ -215,7 +214,7 @@ class PackedLinear(nn.Module):
         return _linear_pointwise(x, self.packed, self.bias, "none", [], "")
 
 
-_linear_pointwise = getattr(torch.ops.mkldnn, "_linear_pointwise", None)
+_linear_pointwise = getattr(getattr(torch.ops.mkldnn, "_linear_pointwise", None), "default", None)
 
 
 def can_pack(model: nn.Module) -> bool:

@@ -3,7 +3,8 @@
 Both run the same weights on the same prompts, greedy, measured alternately in one process (ours, transformers,
 ours int8, per round). Prints tokens/s of each from the median wall time, the ratio, the median of the per-round
 ratios (pairs run next to each other, so a load spike hits both) and the ratio of CPU times (process_time: what
-the work cost, less sensitive to other processes than wall time). Then int8's effect on the logits.
+the work cost, less sensitive to other processes than wall time). Then the batch-1 read ceiling (the weight
+products alone, no model around them) and int8's effect on the logits.
 
     python bench/bench_pt_generate.py [--rounds 5] [--new-tokens 64] [--threads 2] [--batches 1,8]
 """
@@ -51,6 +52,7 @@ def main():
     def our_run(ids, quantize=None):
         return ours.generate(ids, quantize=quantize, **common)
 
+    reference_rate = {}
     for batch in [int(b) for b in args.batches.split(",")]:
         ids = torch.randint(0, 50257, (batch, args.prompt_tokens), generator=torch.Generator().manual_seed(batch))
         same = torch.equal(our_run(ids), ref_run(ids))  # also the warm-up
@@ -65,6 +67,7 @@ def main():
                 wall[name].append(time.perf_counter() - start)
                 cpu[name].append(time.process_time() - start_cpu)
         rate = {k: batch * args.new_tokens / statistics.median(v) for k, v in wall.items()}
+        reference_rate[batch] = rate["transformers"]
         for name in ("ours", "ours int8"):
             paired = statistics.median(r / o for o, r in zip(wall[name], wall["transformers"]))
             cpu_ratio = statistics.median(cpu["transformers"]) / statistics.median(cpu[name])
@@ -72,7 +75,36 @@ def main():
                   f"tok/s | ratio {rate[name] / rate['transformers']:.2f}x (paired rounds {paired:.2f}x, "
                   f"cpu time {cpu_ratio:.2f}x)" + (f" | same tokens: {same}" if name == "ours" else ""))
 
+    _read_ceiling(ours, reference_rate.get(1))
     _int8_logits(ours, args.prompt_tokens)
+
+
+def _read_ceiling(ours, reference_rate):
+    """The batch-1 bound: per token, one product with each weight matrix of the model (what any fp32 decoder must
+    read), and nothing else. Its tokens/s is the most a decoding step can reach on this machine."""
+    from gpt2_pt.modeling import Conv1D
+
+    weights = [m.weight.detach() for m in ours.modules() if isinstance(m, Conv1D)]
+    head = ours.lm_head.weight.detach()
+    x = {w.shape[0]: torch.randn(1, w.shape[0]) for w in weights}
+
+    def products():
+        for w in weights:
+            torch.mm(x[w.shape[0]], w)
+        torch.nn.functional.linear(x[head.shape[1]], head)
+
+    with torch.inference_mode():
+        products()
+        times = []
+        for _ in range(15):
+            start = time.perf_counter()
+            products()
+            times.append(time.perf_counter() - start)
+    seconds = statistics.median(times)
+    size = sum(w.numel() for w in weights) * 4 + head.numel() * 4
+    print(f"batch-1 read ceiling: the {len(weights) + 1} weight products alone take {seconds * 1e3:.1f} ms "
+          f"({size / seconds / 1e9:.1f} GB/s) = {1 / seconds:.1f} tok/s at most"
+          + (f", {1 / seconds / reference_rate:.2f}x transformers fp32" if reference_rate else ""))
 
 
 def _int8_logits(ours, prompt_tokens):

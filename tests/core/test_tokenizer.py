@@ -191,33 +191,120 @@ def _random_text(seed: int, size: int) -> str:
     return "".join(out)
 
 
-@pytest.mark.parametrize("lockstep", [False, True])
-def test_bulk_path_on_random_text(reference, monkeypatch, lockstep):
-    """A long new text goes through the bulk path (one pattern pass over its new units, batch merges)."""
+@pytest.mark.parametrize("bulk", [False, True])
+def test_bulk_path_on_random_text(reference, monkeypatch, bulk):
+    """A long new text goes through the bulk path (array cuts, hash indexes, batch merges), or one unit at a time
+    when the bulk path is off; a vocabulary not known to merge its tokens to themselves looks its pieces up
+    first."""
     from gpt2_core import bpe as bpe_module
 
-    # the numpy lockstep merger for every batch of new words, however small, or never
-    monkeypatch.setattr(bpe_module, "_LOCKSTEP_MIN_BYTES", 0 if lockstep else float("inf"))
-    monkeypatch.setattr(bpe_module, "_LOCKSTEP_MIN_BYTES_NUMPY_LOADED", 0 if lockstep else float("inf"))
-    text = _random_text(seed=7 + lockstep, size=200_000)
+    if not bulk:
+        monkeypatch.setattr(bpe_module, "_BULK_MIN_CHARS", float("inf"))
+    text = _random_text(seed=7 + bulk, size=200_000)
     fresh = ByteLevelBPE.from_merges_text((Path(BUILTIN_DIR) / "merges.txt").read_text(encoding="utf-8"))
     assert fresh.encode(text) == reference.encode_ordinary(text)
-    assert (fresh._lockstep is not None) == lockstep
+    assert (fresh._bulk is not None) == bulk
     assert fresh.encode(text) == reference.encode_ordinary(text)  # warm
 
 
-def test_bulk_path_text_merge_on_random_text(reference, monkeypatch):
+def test_bulk_path_text_merge_on_random_text(reference):
     """The builtin vocabulary's bulk path: pieces merged from their UTF-8 bytes with no vocabulary look-up."""
-    from gpt2_core import bpe as bpe_module
-
-    monkeypatch.setattr(bpe_module, "_LOCKSTEP_MIN_BYTES", 0)
     fresh = ByteLevelBPE.from_merges_text((Path(BUILTIN_DIR) / "merges.txt").read_text(encoding="utf-8"))
     fresh._tokens_merge_to_themselves = True
     fresh._pairs_file = ByteLevelBPE.builtin()._pairs_file
     text = _random_text(seed=11, size=200_000) + " " + "é" * 300 + " " + "ab" * 200 + " x"  # two long words
     assert fresh.encode(text) == reference.encode_ordinary(text)
-    assert fresh._lockstep is not None
+    assert fresh._bulk is not None
     assert fresh.encode(text) == reference.encode_ordinary(text)  # warm
+
+
+@settings(max_examples=300, deadline=None)
+@given(TEXT)
+def test_piece_starts_equal_the_pattern(tok, text):
+    """The bulk path's cut by array operations (`_piece_starts`) starts a piece exactly where GPT2_PATTERN does."""
+    np = pytest.importorskip("numpy")
+    from gpt2_core.bpe import _piece_starts
+
+    cp = np.array(list(map(ord, text)), dtype=np.uint32)
+    expected = [match.start() for match in regex.finditer(GPT2_PATTERN, text)]
+    assert _piece_starts(np, cp, tok.bpe._bulk_encoder(0)._classes(cp)).tolist() == expected
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(TEXT)
+def test_hypothesis_bulk_path_matches_tiktoken(tok, reference, text):
+    """The bulk path on any text, short ones too (its caches are shared, so later examples find units and
+    pieces of earlier ones)."""
+    pytest.importorskip("numpy")
+    bulk = tok.bpe._bulk_encoder(0)
+    assert bulk.encode(text) == reference.encode_ordinary(text)
+    long = " ".join([text, "x" + text, text + "y", text])
+    assert bulk.encode(long) == reference.encode_ordinary(long)
+
+
+def test_bulk_path_is_exact_when_hashes_collide(reference, monkeypatch):
+    """Hashes only propose: an entry counts when its characters equal the text's. With a hash that makes nearly
+    everything collide (sequences of one hash, table slots shared by most), the ids stay exact."""
+    np = pytest.importorskip("numpy")
+    from gpt2_core import bpe as bpe_module
+
+    hashes = bpe_module._SequenceIndex.hashes
+    monkeypatch.setattr(bpe_module._SequenceIndex, "hashes",
+                        lambda self, cp, bounds: hashes(self, cp, bounds) & np.uint64(0xF000000000000003))
+    bpe = ByteLevelBPE.from_merges_text((Path(BUILTIN_DIR) / "merges.txt").read_text(encoding="utf-8"))
+    for seed in (1, 2, 1):  # new, new, warm
+        text = _random_text(seed=seed, size=10_000)
+        assert bpe.encode(text) == reference.encode_ordinary(text)
+
+
+def test_bulk_caches_are_bounded(reference, monkeypatch):
+    """Past a bound, the bulk caches are emptied before the next chunk of text."""
+    from gpt2_core import bpe as bpe_module
+
+    monkeypatch.setattr(bpe_module, "_CHUNK_CHARS", 10_000)
+    for name in ("BULK_UNITS", "BULK_PIECES", "BULK_CHARS", "BULK_IDS"):
+        monkeypatch.setattr(bpe_module, name, 5_000)
+    bpe = ByteLevelBPE.from_merges_text((Path(BUILTIN_DIR) / "merges.txt").read_text(encoding="utf-8"))
+    text = _random_text(seed=13, size=300_000)
+    for _ in range(2):
+        assert bpe.encode(text) == reference.encode_ordinary(text)
+        bulk = bpe._bulk  # at most a bound and one chunk (20,000 characters at most) past it
+        assert len(bulk.units) + len(bulk.pieces) < 5_000 + 2 * 20_000
+        assert bulk.units.chars.size + bulk.pieces.chars.size < 5_000 + 2 * 20_000
+        assert bulk.unit_ids.size + bulk.piece_ids.size < 5_000 + 2 * 4 * 20_000
+
+
+def test_bulk_path_long_units_and_text_starts(reference):
+    """Units longer than _LONG_UNIT go alone through the unit path; a text's first unit (no " " before it) and
+    a later " " + the same word stay apart in the unit index."""
+    bpe = ByteLevelBPE.builtin()
+    words = " ".join(f"w{i % 997}x" for i in range(3000))
+    for text in ["foo" + " foo" * 3000, " foo" * 3000, "foo" + " foo" * 3000,
+                 words + " " + "é" * 5000 + " " + words + "  " + " " * 3000 + "x" + "\n" * 2000,
+                 "x" * 3000 + " " + words, words + " " + "y" * 3000]:
+        assert bpe.encode(text) == reference.encode_ordinary(text)
+
+
+def test_bulk_path_survives_errors_threads_and_pickling(reference):
+    import pickle
+    import threading
+
+    bpe = ByteLevelBPE.from_merges_text((Path(BUILTIN_DIR) / "merges.txt").read_text(encoding="utf-8"))
+    text = _random_text(seed=17, size=50_000)
+    with pytest.raises(UnicodeEncodeError):  # a lone surrogate, as before
+        bpe.encode(text + "\ud800")
+    assert bpe.encode(text) == reference.encode_ordinary(text)
+    # threads: one at a time in the bulk caches, the others take the unit path
+    texts = [_random_text(seed=seed, size=50_000) for seed in range(20, 24)]
+    results: dict[int, list[int]] = {}
+    threads = [threading.Thread(target=lambda k=k: results.__setitem__(k, bpe.encode(texts[k]))) for k in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert [results[k] for k in range(4)] == [reference.encode_ordinary(t) for t in texts]
+    copy = pickle.loads(pickle.dumps(bpe))  # the numpy machinery is left behind and rebuilt
+    assert copy._bulk is None and copy.encode(text) == reference.encode_ordinary(text)
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -226,13 +313,6 @@ def test_hypothesis_text_merge_equals_the_one_word_merge(tok, pieces):
     pieces = [p for p in pieces if not any(0xD800 <= ord(c) < 0xE000 for c in p)] or ["a"]
     merger = tok.bpe._merger()
     assert merger.merge_text(pieces) == [tok.bpe.bpe(to_byte_level(p)) for p in pieces]
-
-
-def test_letters_are_one_piece():
-    """The bulk path takes " " + a unit for which str.isalpha() holds as one piece, without the pattern: every
-    code point Python calls a letter must be a \\p{L} letter to `regex`."""
-    letter = regex.compile(r"\p{L}").fullmatch
-    assert not [cp for cp in range(0x110000) if chr(cp).isalpha() and not letter(chr(cp))]
 
 
 def test_lockstep_merge_equals_the_one_word_merge(tok):

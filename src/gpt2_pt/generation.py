@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import warnings
+import weakref
 
 import numpy as np
 import torch
@@ -57,9 +58,9 @@ def generate(model, input_ids, attention_mask=None, generation_config: Generatio
     step_model = None
     if quantize == "int8":
         model = int8_copy(model)
-    elif not pack_weights:
-        model.__dict__.pop(_PACKED, None)
-    elif rows > 1 and can_pack(model):
+    elif not pack_weights or not can_pack(model):
+        drop_copy(model, "packed")
+    elif rows > 1:
         step_model = packed_copy(model, rows)
     runner = _ModelRunner(model, rows, max_length, generator=generator, step_model=step_model)
     with torch.inference_mode():
@@ -176,7 +177,7 @@ def int8_copy(model: GPT2PreTrainedModel) -> GPT2PreTrainedModel:
     """A copy of `model` whose Conv1D and nn.Linear layers (the LM head included) are Int8Linear; everything else
     (embeddings, LayerNorms) is shared with `model`. Cached on the model until its parameters change: quantising
     gpt2-small takes about a second."""
-    return _cached_copy(model, "_gpt2_int8_copy", None, lambda weight, bias: Int8Linear(weight, bias))
+    return _cached_copy(model, "int8", None, lambda weight, bias: Int8Linear(weight, bias))
 
 
 def _replace_modules(module: nn.Module, convert) -> nn.Module:
@@ -193,9 +194,6 @@ def _replace_modules(module: nn.Module, convert) -> nn.Module:
 
 # ---------------------------------------------------------------------------------------------------------------
 # prepacked fp32 weights for batched decoding steps
-
-_PACKED = "_gpt2_packed_copy"
-
 
 class PackedLinear(nn.Module):
     """y = x @ W.T + b with W reordered once into oneDNN's blocked layout for `rows` rows.
@@ -227,18 +225,23 @@ def can_pack(model: nn.Module) -> bool:
 def packed_copy(model: GPT2PreTrainedModel, rows: int) -> GPT2PreTrainedModel:
     """A copy of `model` whose Conv1D and nn.Linear layers are PackedLinear for `rows` rows, the rest shared.
     Cached on the model (packing gpt2-small takes ~0.4 s) until its parameters change or `rows` does."""
-    return _cached_copy(model, _PACKED, rows, lambda weight, bias: PackedLinear(weight, bias, rows))
+    return _cached_copy(model, "packed", rows, lambda weight, bias: PackedLinear(weight, bias, rows))
 
 
-def _cached_copy(model: GPT2PreTrainedModel, attribute: str, variant, make_linear) -> GPT2PreTrainedModel:
-    """`model` with make_linear(weight (out, in), bias) in place of each Conv1D and nn.Linear, kept in
-    `model.__dict__[attribute]` (not a submodule: no state_dict entries, no .to()) while the parameters and
-    `variant` stay the same."""
+# model -> {kind: (key, copy)}. Beside the model, not in it: the copies hold oneDNN/fbgemm tensors that can be
+# neither deep-copied nor pickled, so `copy.deepcopy(model)` and `torch.save(model)` must not see them.
+_COPIES: "weakref.WeakKeyDictionary[nn.Module, dict]" = weakref.WeakKeyDictionary()
+
+
+def _cached_copy(model: GPT2PreTrainedModel, kind: str, variant, make_linear) -> GPT2PreTrainedModel:
+    """`model` with make_linear(weight (out, in), bias) in place of each Conv1D and nn.Linear, kept while the
+    model lives and its parameters and `variant` stay the same (not a submodule: no state_dict entries)."""
     key = (variant, tuple((p.data_ptr(), p._version) for p in model.parameters()))
-    cached = model.__dict__.get(attribute)
+    copies = _COPIES.setdefault(model, {})
+    cached = copies.pop(kind, None)  # a stale copy is freed before the new one is built
     if cached is not None and cached[0] == key:
+        copies[kind] = cached
         return cached[1]
-    model.__dict__.pop(attribute, None)  # free the stale copy before building the new one
 
     def convert(module):
         if isinstance(module, Conv1D):
@@ -248,8 +251,10 @@ def _cached_copy(model: GPT2PreTrainedModel, attribute: str, variant, make_linea
         return None
 
     with torch.no_grad():
-        copy_ = _replace_modules(model, convert)
-    for name in ("_gpt2_int8_copy", _PACKED):
-        copy_.__dict__.pop(name, None)
-    model.__dict__[attribute] = (key, copy_)
-    return copy_
+        copies[kind] = (key, _replace_modules(model, convert))
+    return copies[kind][1]
+
+
+def drop_copy(model: nn.Module, kind: str) -> None:
+    """Free the cached "packed" or "int8" copy of `model`, if any."""
+    _COPIES.get(model, {}).pop(kind, None)

@@ -6,6 +6,7 @@ KVCache, written in place).
 """
 
 import copy
+import io
 import math
 
 import numpy as np
@@ -467,5 +468,20 @@ def test_packed_copy_follows_the_weights(ours):
         ours.transformer.h[0].mlp.c_fc.bias.add_(0.0)  # an in-place change bumps the version
     assert pt_generation.packed_copy(ours, 4) is not second
     pt_generation.generate(ours, prompts(2), max_new_tokens=2, pad_token_id=PAD, pack_weights=False)
-    assert pt_generation._PACKED not in ours.__dict__  # pack_weights=False frees the copy
+    assert "packed" not in pt_generation._COPIES[ours]  # pack_weights=False frees the copy
     assert not pt_generation.can_pack(copy.deepcopy(ours).double())
+
+
+def test_models_with_cached_copies_still_copy_and_pickle(ours):
+    pt_generation.generate(ours, prompts(2), max_new_tokens=2, pad_token_id=PAD)  # packs, where torch can
+    pt_generation.generate(ours, prompts(1), max_new_tokens=2, pad_token_id=PAD, quantize="int8")
+    clone = copy.deepcopy(ours)
+    buffer = io.BytesIO()
+    torch.save(ours, buffer)
+    buffer.seek(0)
+    loaded = torch.load(buffer, weights_only=False)
+    ids = prompts(2)
+    with torch.no_grad():
+        expected = ours(ids).logits
+        assert torch.equal(clone(ids).logits, expected) and torch.equal(loaded(ids).logits, expected)
+    assert clone not in pt_generation._COPIES and loaded not in pt_generation._COPIES

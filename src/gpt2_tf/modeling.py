@@ -328,6 +328,19 @@ class TFGPT2PreTrainedModel(keras.Model):
         self.config = config
         self._allow_non_tensor_positional_args = True  # model([[464, 2068]]) works, as in transformers
 
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        keras.saving.register_keras_serializable(package="gpt2_tf")(cls)  # so load_model finds the class by name
+
+    def get_config(self) -> dict:
+        """What `model.save("model.keras")` records next to the weights; keras.models.load_model rebuilds from it."""
+        return {"name": self.name, "trainable": self.trainable, "config": self.config.to_dict()}
+
+    @classmethod
+    def from_config(cls, config: dict):
+        config = dict(config)
+        return cls(GPT2Config.from_dict(config.pop("config")), **config)
+
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, **kwargs):
         """Build this class from a directory or hub name; see gpt2_tf.loading.from_pretrained."""

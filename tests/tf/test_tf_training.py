@@ -75,3 +75,19 @@ def test_save_weights_load_weights_round_trip(tmp_path, class_name):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
     ids = np.ones((2, 3, 4) if "Double" in class_name else (2, 4), np.int32)
     assert_close(target(ids).logits, source(ids).logits, "logits after load_weights", rtol=0)
+
+
+@pytest.mark.parametrize("class_name", ["TFGPT2LMHeadModel", "TFGPT2DoubleHeadsModel",
+                                        "TFGPT2ForSequenceClassification", "TFGPT2Model"])
+def test_keras_save_and_load_model_round_trip(tmp_path, class_name):
+    source = tiny_model(class_name, seed=6, pad_token_id=0, n_inner=24)
+    ids = np.ones((2, 3, 4) if "Double" in class_name else (2, 4), np.int32)
+    expected = source(ids)[0]
+    if class_name == "TFGPT2LMHeadModel":
+        source.generate(tf.constant([[1, 2], [3, 4]]), max_new_tokens=2, pad_token_id=0)  # leaves no weights
+    path = str(tmp_path / "model.keras")
+    source.save(path)
+    loaded = keras.models.load_model(path)
+    assert type(loaded) is type(source) and loaded.config == source.config
+    assert len(loaded.weights) == len(source.weights)
+    assert_close(loaded(ids)[0], expected, "outputs after keras.models.load_model", rtol=0)

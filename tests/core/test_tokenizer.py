@@ -19,7 +19,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gpt2_core import BatchEncoding, GPT2Tokenizer, hub
-from gpt2_core.bpe import BUILTIN_DIR, GPT2_PATTERN, ByteLevelBPE, _LockstepMerger, _split_units, to_byte_level
+from gpt2_core.bpe import BUILTIN_DIR, GPT2_PATTERN, ByteLevelBPE, _split_units, to_byte_level
+from gpt2_core.bpe_bulk import _LockstepMerger
 
 SHARED = Path(__file__).resolve().parents[2].parent / "shared"
 CORPUS = SHARED / "corpus"
@@ -223,7 +224,7 @@ def test_bulk_path_text_merge_on_random_text(reference):
 def test_piece_starts_equal_the_pattern(tok, text):
     """The bulk path's cut by array operations (`_piece_starts`) starts a piece exactly where GPT2_PATTERN does."""
     np = pytest.importorskip("numpy")
-    from gpt2_core.bpe import _piece_starts
+    from gpt2_core.bpe_bulk import _piece_starts
 
     cp = np.array(list(map(ord, text)), dtype=np.uint32)
     expected = [match.start() for match in regex.finditer(GPT2_PATTERN, text)]
@@ -246,7 +247,7 @@ def test_bulk_path_is_exact_when_hashes_collide(reference, monkeypatch):
     """Hashes only propose: an entry counts when its characters equal the text's. With a hash that makes nearly
     everything collide (sequences of one hash, table slots shared by most), the ids stay exact."""
     np = pytest.importorskip("numpy")
-    from gpt2_core import bpe as bpe_module
+    from gpt2_core import bpe_bulk as bpe_module
 
     hashes = bpe_module._SequenceIndex.hashes
     monkeypatch.setattr(bpe_module._SequenceIndex, "hashes",
@@ -259,7 +260,7 @@ def test_bulk_path_is_exact_when_hashes_collide(reference, monkeypatch):
 
 def test_bulk_caches_are_bounded(reference, monkeypatch):
     """Past a bound, the bulk caches are emptied before the next chunk of text."""
-    from gpt2_core import bpe as bpe_module
+    from gpt2_core import bpe_bulk as bpe_module
 
     monkeypatch.setattr(bpe_module, "_CHUNK_CHARS", 10_000)
     for name in ("BULK_UNITS", "BULK_PIECES", "BULK_CHARS", "BULK_IDS"):

@@ -1,5 +1,5 @@
 """The vocabulary shipped in gpt2_core/vocab: derived from OpenAI's GPT-2 ranks (../shared/vocab/gpt2.tiktoken),
-byte for byte what `python -m gpt2_core.bpe` writes, with its MIT license beside it."""
+byte for byte what `python -m gpt2_core.bpe_ranks` writes, with its MIT license beside it."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from gpt2_core import bpe
+from gpt2_core import bpe, bpe_ranks
 
 RANKS = Path(__file__).resolve().parents[2].parent / "shared" / "vocab" / "gpt2.tiktoken"
 VOCAB_DIR = Path(bpe.BUILTIN_DIR)
@@ -17,11 +17,11 @@ VOCAB_DIR = Path(bpe.BUILTIN_DIR)
 def ranks():
     if not RANKS.exists():
         pytest.skip(f"{RANKS} not found")
-    return bpe.load_tiktoken_ranks(RANKS)
+    return bpe_ranks.load_tiktoken_ranks(RANKS)
 
 
 def test_shipped_merges_are_derived_from_the_ranks(ranks, tmp_path):
-    assert bpe.main([str(RANKS), str(tmp_path)]) == 0
+    assert bpe_ranks.main([str(RANKS), str(tmp_path)]) == 0
     assert (tmp_path / "merges.txt").read_bytes() == (VOCAB_DIR / "merges.txt").read_bytes()
     assert (tmp_path / bpe.PAIRS_FILE).read_bytes() == (VOCAB_DIR / bpe.PAIRS_FILE).read_bytes()
 
@@ -51,9 +51,9 @@ def test_bad_rank_files_are_reported(tmp_path):
     bad = tmp_path / "bad.tiktoken"
     bad.write_text("IQ== 0\nnot-a-line\n")
     with pytest.raises(ValueError, match="line 2"):
-        bpe.load_tiktoken_ranks(bad)
+        bpe_ranks.load_tiktoken_ranks(bad)
     with pytest.raises(ValueError, match="0..255"):
-        bpe.merges_from_ranks({b"a": 0})
+        bpe_ranks.merges_from_ranks({b"a": 0})
 
 
 def test_bad_vocab_files_are_reported(tmp_path):
@@ -71,7 +71,8 @@ def test_bad_vocab_files_are_reported(tmp_path):
 def test_shipped_pair_table_is_derived_from_the_merges():
     import numpy as np
 
-    from gpt2_core.bpe import PAIRS_FILE, ByteLevelBPE, mergeable_pairs
+    from gpt2_core.bpe import PAIRS_FILE, ByteLevelBPE
+    from gpt2_core.bpe_bulk import mergeable_pairs
 
     shipped = np.load(VOCAB_DIR / PAIRS_FILE).astype(np.int64)
     assert shipped.tolist() == [list(p) for p in mergeable_pairs(ByteLevelBPE.builtin())]

@@ -38,8 +38,9 @@ def generate(model, input_ids, attention_mask=None, generation_config: Generatio
     `quantize="int8"` decodes with int8 weights in the linear layers and the LM head: several times faster,
     logits move slightly (bench/bench_pt_generate.py measures how much).
     `pack_weights` (CPU, fp32, 2 rows or more): decode on prepacked copies of the linear weights, ~1.25x faster
-    per step at batch 8 and exact to fp32 rounding; the copy (the model's weight size) stays cached on the model
-    for the next call until its parameters change. `pack_weights=False` decodes on the model's own weights and
+    per step at batch 8 and exact to fp32 rounding. The first such call packs (~0.4 s for gpt2-small, so a short
+    one-off generation does not win it back); the copy (the model's weight size) stays cached for the next calls
+    until the parameters or the row count change. `pack_weights=False` decodes on the model's own weights and
     frees that copy.
     """
     config = config_for(model, generation_config).copy(**kwargs)  # unknown kwargs raise here

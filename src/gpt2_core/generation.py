@@ -17,6 +17,7 @@ import dataclasses
 import json
 import logging
 import os
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -474,6 +475,22 @@ def positions_from_mask(mask: np.ndarray) -> np.ndarray:
     return np.maximum(np.cumsum(mask, axis=1) - 1, 0)
 
 
+# Fields of transformers' GenerationConfig that leave the tokens as they are (what to return, how to cache).
+_NO_EFFECT_ON_TOKENS = frozenset({
+    "output_attentions", "output_hidden_states", "output_scores", "output_logits", "return_dict_in_generate",
+    "cache_implementation", "cache_config", "compile_config", "low_memory", "disable_compile"})
+
+
+def _warn_ignored_fields(config: GenerationConfig) -> None:
+    """A generation_config.json may carry transformers fields we do not implement (max_time, forced_eos_token_id,
+    suppress_tokens, ...); passed as arguments they raise, read from a file they are kept for saving but cannot
+    steer the decoding: say so rather than decode differently in silence."""
+    ignored = sorted(k for k in config.extra if k not in _NO_EFFECT_ON_TOKENS)
+    if ignored:
+        warnings.warn("generate ignores these generation config fields, which it does not implement: "
+                      + ", ".join(f"{k}={config.extra[k]!r}" for k in ignored), UserWarning, stacklevel=3)
+
+
 def prepare(config: GenerationConfig, input_ids: np.ndarray, attention_mask: np.ndarray | None, *,
             n_positions: int, vocab_size: int) -> tuple[GenerationConfig, np.ndarray, np.ndarray, int, int]:
     """Check everything before any model work; return (config, ids, mask, max_length, min_length).
@@ -491,6 +508,7 @@ def prepare(config: GenerationConfig, input_ids: np.ndarray, attention_mask: np.
     if input_ids.size and (input_ids.min() < 0 or input_ids.max() >= vocab_size):
         raise ValueError(f"`input_ids` should be in [0, {vocab_size}). Received values from {input_ids.min()} to "
                          f"{input_ids.max()}")
+    _warn_ignored_fields(config)
     for name in ("pad_token_id", "bos_token_id"):
         value = getattr(config, name)
         if value is not None and value >= vocab_size:

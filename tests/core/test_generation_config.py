@@ -3,6 +3,7 @@ transformers."""
 
 import json
 import os
+import warnings
 
 import numpy as np
 import pytest
@@ -215,3 +216,15 @@ def test_greedy_loop_stops_at_eos_and_pads():
     eos = int(first[0])
     assert out.shape[1] == 6 or eos in out[1, 1:].tolist()  # stops early only when every row has ended
     assert backend.calls == out.shape[1] - 1  # one prefill, then one step per token but the last
+
+
+def test_file_fields_we_do_not_implement_are_named_when_decoding():
+    config = GenerationConfig.from_dict({"max_time": 5.0, "output_scores": True, "forced_eos_token_id": 3,
+                                         "max_new_tokens": 2})
+    ids = np.array([[1, 2, 3]])
+    with pytest.warns(UserWarning, match=r"ignores .*: forced_eos_token_id=3, max_time=5\.0$"):
+        prepare(config, ids, None, n_positions=16, vocab_size=10)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # nothing to say about a config without such fields
+        prepare(GenerationConfig(max_new_tokens=2, extra={"output_scores": True}), ids, None, n_positions=16,
+                vocab_size=10)

@@ -17,6 +17,7 @@ import dataclasses
 import json
 import logging
 import os
+import time
 import warnings
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -71,6 +72,7 @@ class GenerationConfig:
     pad_token_id: int | None = None
     bos_token_id: int | None = None
     eos_token_id: int | list[int] | None = None
+    max_time: float | None = None  # seconds from the first model call (after any weight packing or compiling)
     extra: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def __post_init__(self):
@@ -97,6 +99,10 @@ class GenerationConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
                 raise ValueError(f"`{name}` should be a number. Received: {name}={value!r}")
+        max_time = self.max_time
+        if max_time is not None and (isinstance(max_time, bool) or not isinstance(max_time, (int, float))
+                                     or not max_time > 0):
+            raise ValueError(f"`max_time` should be None or a number of seconds > 0. Received: max_time={max_time!r}")
         if self.do_sample and not self.temperature > 0:
             raise ValueError(f"`temperature` should be > 0 when sampling (for greedy decoding set do_sample=False). "
                              f"Received: temperature={self.temperature!r}")
@@ -482,7 +488,7 @@ _NO_EFFECT_ON_TOKENS = frozenset({
 
 
 def _warn_ignored_fields(config: GenerationConfig) -> None:
-    """A generation_config.json may carry transformers fields we do not implement (max_time, forced_eos_token_id,
+    """A generation_config.json may carry transformers fields we do not implement (stop_strings, forced_eos_token_id,
     suppress_tokens, ...); passed as arguments they raise, read from a file they are kept for saving but cannot
     steer the decoding: say so rather than decode differently in silence."""
     ignored = sorted(k for k in config.extra if k not in _NO_EFFECT_ON_TOKENS)
@@ -547,6 +553,7 @@ def prepare(config: GenerationConfig, input_ids: np.ndarray, attention_mask: np.
 def decode(backend: DecodeBackend, config: GenerationConfig, input_ids: np.ndarray, attention_mask: np.ndarray, *,
            max_length: int, min_length: int, streamer: Streamer | None = None) -> np.ndarray:
     """Run greedy, sampling or beam search (after `prepare`); return (batch * num_return_sequences, length) ids."""
+    out_of_time = _clock(config.max_time)
     expand = max(config.num_beams, config.num_return_sequences)
     ids = np.repeat(input_ids, expand, axis=0)
     mask = np.repeat(attention_mask, expand, axis=0)
@@ -558,16 +565,25 @@ def decode(backend: DecodeBackend, config: GenerationConfig, input_ids: np.ndarr
         processor = LogitsProcessor(config, prompt_length=ids.shape[1], min_length=min_length,
                                     vocab_size=_UNKNOWN_VOCAB, ignore_before=ignore_before,
                                     min_tokens_to_keep=max(keep, 2) if config.do_sample else 1)
-        return _beam_search(backend, config, processor, ids, mask, max_length)
+        return _beam_search(backend, config, processor, ids, mask, max_length, out_of_time)
     processor = LogitsProcessor(config, prompt_length=ids.shape[1], min_length=min_length,
                                 vocab_size=_UNKNOWN_VOCAB, ignore_before=ignore_before)
-    return _greedy_or_sample(backend, config, processor, ids, mask, max_length, streamer)
+    return _greedy_or_sample(backend, config, processor, ids, mask, max_length, streamer, out_of_time)
+
+
+def _clock(max_time: float | None):
+    """A () -> bool that turns True `max_time` seconds from now (never, for None): transformers' MaxTimeCriteria,
+    checked after each new token, so at least one comes."""
+    if max_time is None:
+        return lambda: False
+    deadline = time.monotonic() + max_time
+    return lambda: time.monotonic() > deadline
 
 
 _UNKNOWN_VOCAB = 1 << 62  # ids were checked against the vocabulary in `prepare`
 
 
-def _greedy_or_sample(backend, config, processor, ids, mask, max_length, streamer):
+def _greedy_or_sample(backend, config, processor, ids, mask, max_length, streamer, out_of_time):
     n, prompt_length = ids.shape
     out = np.full((n, max_length), config.pad_token_id if config.pad_token_id is not None else 0, dtype=np.int64)
     out[:, :prompt_length] = ids
@@ -593,7 +609,7 @@ def _greedy_or_sample(backend, config, processor, ids, mask, max_length, streame
             streamer.put(tokens.copy())
         if eos.size:
             unfinished &= ~np.isin(tokens, eos)
-        if length >= max_length or not unfinished.any():
+        if length >= max_length or not unfinished.any() or out_of_time():
             break
         logits = backend.step(tokens, full_mask[:, :length])
     if streamer is not None:
@@ -601,7 +617,7 @@ def _greedy_or_sample(backend, config, processor, ids, mask, max_length, streame
     return out[:, :length]
 
 
-def _beam_search(backend, config, processor, ids, mask, max_length):
+def _beam_search(backend, config, processor, ids, mask, max_length, out_of_time):
     """Vectorised beam search with transformers' exact bookkeeping.
 
     Each step keeps the best `keep` = (1 + #eos) * num_beams continuations over all beams, so that num_beams of
@@ -653,8 +669,8 @@ def _beam_search(backend, config, processor, ids, mask, max_length):
         cand_origin = np.take_along_axis(running_origin, beam[:, :, None], axis=1)
         cand_origin[:, :, length - prompt_length] = beam + np.arange(batch)[:, None] * num_beams
         ends = np.isin(token, eos) if eos.size else np.zeros_like(token, dtype=bool)
-        if length + 1 >= max_length:
-            ends[:] = True
+        if length + 1 >= max_length or out_of_time():
+            ends[:] = True  # every beam ends here: the pools are finalised as at the last position
 
         # the num_beams best that did not end keep running
         alive_scores = top_scores + ends.astype(np.float32) * big

@@ -61,10 +61,11 @@ def generate(model, input_ids, attention_mask=None, generation_config: Generatio
 
 
 def _plain_greedy(config: GenerationConfig) -> bool:
-    """Greedy decoding with no logits processor but min_length: the case the compiled loop decodes whole."""
+    """Greedy decoding with no logits processor but min_length, and no time limit: the case the compiled loop
+    decodes whole."""
     return (not config.do_sample and config.num_beams == 1 and config.num_return_sequences == 1
             and config.repetition_penalty == 1.0 and config.no_repeat_ngram_size == 0
-            and config.bad_words_ids is None)
+            and config.bad_words_ids is None and config.max_time is None)
 
 
 def _int_dtype(input_ids):

@@ -37,6 +37,7 @@ def test_defaults_are_transformers_effective_defaults():
     (dict(eos_token_id=[]), "eos_token_id"), (dict(eos_token_id=-1), "eos_token_id"),
     (dict(pad_token_id=1.5), "pad_token_id"), (dict(bad_words_ids=[[1], []]), "bad_words_ids"),
     (dict(bad_words_ids=[1, 2]), "bad_words_ids"), (dict(do_sample="yes"), "do_sample"),
+    (dict(max_time=0), "max_time"), (dict(max_time="1s"), "max_time"),
 ])
 def test_bad_values_raise_naming_the_field(kwargs, name):
     with pytest.raises(ValueError, match=name):
@@ -219,12 +220,25 @@ def test_greedy_loop_stops_at_eos_and_pads():
 
 
 def test_file_fields_we_do_not_implement_are_named_when_decoding():
-    config = GenerationConfig.from_dict({"max_time": 5.0, "output_scores": True, "forced_eos_token_id": 3,
+    config = GenerationConfig.from_dict({"stop_strings": ["."], "output_scores": True, "forced_eos_token_id": 3,
                                          "max_new_tokens": 2})
     ids = np.array([[1, 2, 3]])
-    with pytest.warns(UserWarning, match=r"ignores .*: forced_eos_token_id=3, max_time=5\.0$"):
+    with pytest.warns(UserWarning, match=r"ignores .*: forced_eos_token_id=3, stop_strings=\['\.'\]$"):
         prepare(config, ids, None, n_positions=16, vocab_size=10)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # nothing to say about a config without such fields
         prepare(GenerationConfig(max_new_tokens=2, extra={"output_scores": True}), ids, None, n_positions=16,
                 vocab_size=10)
+
+
+@pytest.mark.parametrize("beams", [1, 3])
+def test_max_time_stops_after_the_token_that_passes_it(beams):
+    ids = np.array([[3], [4]])
+    config, ids, mask, max_length, min_length = prepare(
+        GenerationConfig(max_new_tokens=6, max_time=1e-9, num_beams=beams, pad_token_id=9),
+        ids, None, n_positions=100, vocab_size=10)
+    out = decode(CountingBackend(), config, ids, mask, max_length=max_length, min_length=min_length)
+    assert out.shape == (2, 2)  # like transformers' MaxTimeCriteria: checked after each token, so one comes
+    roomy = config.copy(max_time=60.0)
+    assert decode(CountingBackend(), roomy, ids, mask, max_length=max_length, min_length=min_length).shape == (2, 7)
+    assert GenerationConfig.from_dict({"max_time": 2.5}).to_dict() == {"max_time": 2.5}

@@ -485,3 +485,13 @@ def test_models_with_cached_copies_still_copy_and_pickle(ours):
         expected = ours(ids).logits
         assert torch.equal(clone(ids).logits, expected) and torch.equal(loaded(ids).logits, expected)
     assert clone not in pt_generation._COPIES and loaded not in pt_generation._COPIES
+
+
+@pytest.mark.parametrize("beams", [1, 2])
+def test_max_time_like_transformers(reference, ours, beams):
+    ids = prompts(2)
+    args = dict(max_new_tokens=8, pad_token_id=PAD, num_beams=beams)
+    expected = reference_generate(reference, ids, max_time=1e-9, **args)
+    assert expected.shape[1] == ids.shape[1] + 1  # transformers: one token, then the time check stops it
+    assert torch.equal(pt_generation.generate(ours, ids, max_time=1e-9, **args), expected)
+    assert pt_generation.generate(ours, ids, max_time=60.0, **args).shape[1] > ids.shape[1] + 1

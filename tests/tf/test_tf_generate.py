@@ -323,3 +323,13 @@ def test_bad_prompts_raise(lm):
         tf_generation.generate(model, tf.constant([[99]]))
     with pytest.raises(ValueError, match="input_ids"):
         tf_generation.generate(model, tf.constant([[1.0, 2.0]]))
+
+
+@pytest.mark.parametrize("execution", ["xla", "eager"])
+def test_max_time_stops_after_one_token(lm, execution):
+    ids, mask = left_padded()
+    out = lm.generate(ids, attention_mask=mask, max_new_tokens=6, pad_token_id=PAD, max_time=1e-9,
+                      execution=execution).numpy()
+    assert out.shape[1] == ids.shape[1] + 1  # decoded token by token (the compiled loop has no clock)
+    full = lm.generate(ids, attention_mask=mask, max_new_tokens=6, pad_token_id=PAD, execution=execution).numpy()
+    np.testing.assert_array_equal(out, full[:, :out.shape[1]])

@@ -73,6 +73,7 @@ class GenerationConfig:
     bos_token_id: int | None = None
     eos_token_id: int | list[int] | None = None
     max_time: float | None = None  # seconds from the first model call (after any weight packing or compiling)
+    stop_strings: str | list[str] | None = None  # needs `tokenizer=` in generate, as in transformers
     extra: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def __post_init__(self):
@@ -103,6 +104,14 @@ class GenerationConfig:
         if max_time is not None and (isinstance(max_time, bool) or not isinstance(max_time, (int, float))
                                      or not max_time > 0):
             raise ValueError(f"`max_time` should be None or a number of seconds > 0. Received: max_time={max_time!r}")
+        stops = self.stop_strings
+        if stops is not None and not (isinstance(stops, str) and stops) and not (
+                isinstance(stops, (list, tuple)) and stops and all(isinstance(x, str) and x for x in stops)):
+            raise ValueError(f"`stop_strings` should be None, a non-empty string or a non-empty list of them. "
+                             f"Received: stop_strings={stops!r}")
+        if stops is not None and self.num_beams > 1:
+            raise ValueError("`stop_strings` works with greedy decoding and sampling, not beam search. Received: "
+                             f"num_beams={self.num_beams}")
         if self.do_sample and not self.temperature > 0:
             raise ValueError(f"`temperature` should be > 0 when sampling (for greedy decoding set do_sample=False). "
                              f"Received: temperature={self.temperature!r}")
@@ -488,7 +497,7 @@ _NO_EFFECT_ON_TOKENS = frozenset({
 
 
 def _warn_ignored_fields(config: GenerationConfig) -> None:
-    """A generation_config.json may carry transformers fields we do not implement (stop_strings, forced_eos_token_id,
+    """A generation_config.json may carry transformers fields we do not implement (forced_eos_token_id,
     suppress_tokens, ...); passed as arguments they raise, read from a file they are kept for saving but cannot
     steer the decoding: say so rather than decode differently in silence."""
     ignored = sorted(k for k in config.extra if k not in _NO_EFFECT_ON_TOKENS)
@@ -498,7 +507,8 @@ def _warn_ignored_fields(config: GenerationConfig) -> None:
 
 
 def prepare(config: GenerationConfig, input_ids: np.ndarray, attention_mask: np.ndarray | None, *,
-            n_positions: int, vocab_size: int) -> tuple[GenerationConfig, np.ndarray, np.ndarray, int, int]:
+            n_positions: int, vocab_size: int, tokenizer=None
+            ) -> tuple[GenerationConfig, np.ndarray, np.ndarray, int, int]:
     """Check everything before any model work; return (config, ids, mask, max_length, min_length).
 
     The pad token falls back to the first eos token (with a warning), as in transformers.
@@ -515,6 +525,9 @@ def prepare(config: GenerationConfig, input_ids: np.ndarray, attention_mask: np.
         raise ValueError(f"`input_ids` should be in [0, {vocab_size}). Received values from {input_ids.min()} to "
                          f"{input_ids.max()}")
     _warn_ignored_fields(config)
+    if config.stop_strings is not None and tokenizer is None:
+        raise ValueError("`stop_strings` needs the tokenizer to read the generated text: pass `tokenizer=` to "
+                         "generate, as in transformers")
     for name in ("pad_token_id", "bos_token_id"):
         value = getattr(config, name)
         if value is not None and value >= vocab_size:
@@ -551,8 +564,9 @@ def prepare(config: GenerationConfig, input_ids: np.ndarray, attention_mask: np.
 
 
 def decode(backend: DecodeBackend, config: GenerationConfig, input_ids: np.ndarray, attention_mask: np.ndarray, *,
-           max_length: int, min_length: int, streamer: Streamer | None = None) -> np.ndarray:
-    """Run greedy, sampling or beam search (after `prepare`); return (batch * num_return_sequences, length) ids."""
+           max_length: int, min_length: int, streamer: Streamer | None = None, tokenizer=None) -> np.ndarray:
+    """Run greedy, sampling or beam search (after `prepare`); return (batch * num_return_sequences, length) ids.
+    `tokenizer` reads the text for `stop_strings`."""
     out_of_time = _clock(config.max_time)
     expand = max(config.num_beams, config.num_return_sequences)
     ids = np.repeat(input_ids, expand, axis=0)
@@ -568,7 +582,8 @@ def decode(backend: DecodeBackend, config: GenerationConfig, input_ids: np.ndarr
         return _beam_search(backend, config, processor, ids, mask, max_length, out_of_time)
     processor = LogitsProcessor(config, prompt_length=ids.shape[1], min_length=min_length,
                                 vocab_size=_UNKNOWN_VOCAB, ignore_before=ignore_before)
-    return _greedy_or_sample(backend, config, processor, ids, mask, max_length, streamer, out_of_time)
+    stops = None if config.stop_strings is None else StopStrings(config.stop_strings, tokenizer)
+    return _greedy_or_sample(backend, config, processor, ids, mask, max_length, streamer, out_of_time, stops)
 
 
 def _clock(max_time: float | None):
@@ -583,9 +598,39 @@ def _clock(max_time: float | None):
 _UNKNOWN_VOCAB = 1 << 62  # ids were checked against the vocabulary in `prepare`
 
 
-def _greedy_or_sample(backend, config, processor, ids, mask, max_length, streamer, out_of_time):
+class StopStrings:
+    """transformers' StopStringCriteria: a row stops when one of the strings appears in its text overlapping the
+    token just made (so it may start in earlier tokens, the prompt included, and end inside the new one).
+
+    Matched on the UTF-8 bytes of the tokens, so a character split across tokens matches too (transformers
+    decodes each token alone, where such a character is U+FFFD).
+    """
+
+    def __init__(self, strings: str | list[str], tokenizer):
+        self.patterns = [x.encode("utf-8") for x in ([strings] if isinstance(strings, str) else strings)]
+        self.token_bytes = _token_bytes(tokenizer)
+        # each token holds at least one byte: this many tokens cover any match that overlaps the last one
+        self.window = max(map(len, self.patterns)) + 1
+
+    def __call__(self, row: np.ndarray) -> bool:
+        tail = [self.token_bytes[t] if t < len(self.token_bytes) else b"" for t in row[-self.window:].tolist()]
+        data = b"".join(tail)
+        boundary = len(data) - len(tail[-1])  # where the new token starts
+        return any(data.find(p, max(0, boundary - len(p) + 1)) != -1 for p in self.patterns)
+
+
+def _token_bytes(tokenizer) -> list[bytes]:
+    """The bytes of every token id: our GPT2Tokenizer's table, else each id decoded alone (any tokenizer)."""
+    table = getattr(tokenizer, "_bytes_table", None)
+    if table is not None:
+        return table()
+    return [tokenizer.decode([i]).encode("utf-8") for i in range(len(tokenizer))]
+
+
+def _greedy_or_sample(backend, config, processor, ids, mask, max_length, streamer, out_of_time, stops=None):
     n, prompt_length = ids.shape
-    out = np.full((n, max_length), config.pad_token_id if config.pad_token_id is not None else 0, dtype=np.int64)
+    fill = config.pad_token_id if config.pad_token_id is not None else 0  # set whenever eos is (see `prepare`)
+    out = np.full((n, max_length), fill, dtype=np.int64)
     out[:, :prompt_length] = ids
     full_mask = np.ones((n, max_length), dtype=np.int64)
     full_mask[:, :prompt_length] = mask
@@ -601,14 +646,16 @@ def _greedy_or_sample(backend, config, processor, ids, mask, max_length, streame
             tokens = sample_from(scores, backend.uniform((n,)))
         else:
             tokens = scores.argmax(axis=-1)
-        if eos.size:
-            tokens = np.where(unfinished, tokens, config.pad_token_id)
+        if eos.size:  # as transformers: without eos ids, rows stopped by a stop string are not padded
+            tokens = np.where(unfinished, tokens, fill)
         out[:, length] = tokens
         length += 1
         if streamer is not None:
             streamer.put(tokens.copy())
         if eos.size:
             unfinished &= ~np.isin(tokens, eos)
+        if stops is not None:
+            unfinished &= [not (alive and stops(row)) for alive, row in zip(unfinished, out[:, :length])]
         if length >= max_length or not unfinished.any() or out_of_time():
             break
         logits = backend.step(tokens, full_mask[:, :length])

@@ -30,11 +30,12 @@ QUANTIZE_MODES = (None, "int8")
 
 def generate(model, input_ids, attention_mask=None, generation_config: GenerationConfig | None = None,
              streamer=None, *, generator: torch.Generator | None = None, quantize: str | None = None,
-             pack_weights: bool = True, **kwargs) -> torch.LongTensor:
+             pack_weights: bool = True, tokenizer=None, **kwargs) -> torch.LongTensor:
     """Prompt followed by new tokens, shape (batch * num_return_sequences, length); see GenerationConfig.
 
     `kwargs` override fields of `generation_config` (else `model.generation_config`, else the model config's
     special tokens). `generator` makes sampling reproducible without touching the global seed (which works too).
+    `tokenizer` reads the generated text for `stop_strings` (as in transformers).
     `quantize="int8"` decodes with int8 weights in the linear layers and the LM head: several times faster,
     logits move slightly (bench/bench_pt_generate.py measures how much).
     `pack_weights` (CPU, fp32, 2 rows or more): decode on prepacked copies of the linear weights, ~1.25x faster
@@ -53,7 +54,7 @@ def generate(model, input_ids, attention_mask=None, generation_config: Generatio
     mask_np = None if attention_mask is None else _to_numpy(attention_mask, "attention_mask")
     mc = model.config
     config, ids_np, mask_np, max_length, min_length = prepare(
-        config, ids_np, mask_np, n_positions=mc.n_positions, vocab_size=mc.vocab_size)
+        config, ids_np, mask_np, n_positions=mc.n_positions, vocab_size=mc.vocab_size, tokenizer=tokenizer)
 
     rows = ids_np.shape[0] * max(config.num_beams, config.num_return_sequences)
     step_model = None
@@ -66,7 +67,7 @@ def generate(model, input_ids, attention_mask=None, generation_config: Generatio
     runner = _ModelRunner(model, rows, max_length, generator=generator, step_model=step_model)
     with torch.inference_mode():
         out = decode(runner, config, ids_np, mask_np, max_length=max_length, min_length=min_length,
-                     streamer=None if streamer is None else _TorchStreamer(streamer))
+                     streamer=None if streamer is None else _TorchStreamer(streamer), tokenizer=tokenizer)
     return torch.from_numpy(out).to(device)
 
 

@@ -28,14 +28,16 @@ EXECUTION_MODES = ("xla", "graph", "eager")
 
 
 def generate(model, input_ids, attention_mask=None, generation_config: GenerationConfig | None = None,
-             streamer=None, seed: int | None = None, *, execution: str = "xla", **kwargs) -> tf.Tensor:
+             streamer=None, seed: int | None = None, *, execution: str = "xla", tokenizer=None,
+             **kwargs) -> tf.Tensor:
     """Prompt followed by new tokens, shape (batch * num_return_sequences, length); see GenerationConfig.
 
     `kwargs` override fields of `generation_config` (else `model.generation_config`, else the model config's
     special tokens). `seed` makes sampling reproducible without touching the global seed (tf.random.set_seed and
     keras.utils.set_random_seed work too). The result has the dtype of `input_ids` (int32 or int64; int32 for a
     list). `execution` runs the model compiled with XLA ("xla", the fastest once compiled), as a TF graph
-    without XLA ("graph") or eagerly ("eager"); the tokens are the same.
+    without XLA ("graph") or eagerly ("eager"); the tokens are the same. `tokenizer` reads the generated text for
+    `stop_strings` (as in transformers).
     """
     config = config_for(model, generation_config).copy(**kwargs)  # unknown kwargs raise here
     if execution not in EXECUTION_MODES:
@@ -47,7 +49,7 @@ def generate(model, input_ids, attention_mask=None, generation_config: Generatio
     mask_np = None if attention_mask is None else _to_numpy(attention_mask, "attention_mask")
     mc = model.config
     config, ids_np, mask_np, max_length, min_length = prepare(
-        config, ids_np, mask_np, n_positions=mc.n_positions, vocab_size=mc.vocab_size)
+        config, ids_np, mask_np, n_positions=mc.n_positions, vocab_size=mc.vocab_size, tokenizer=tokenizer)
 
     rows = ids_np.shape[0] * max(config.num_beams, config.num_return_sequences)
     runner = _ModelRunner(model, rows, max_length, seed=seed, execution=execution)
@@ -56,16 +58,16 @@ def generate(model, input_ids, attention_mask=None, generation_config: Generatio
                             pad_token_id=config.pad_token_id, eos_token_ids=config.eos_token_ids)
     else:
         out = decode(runner, config, ids_np, mask_np, max_length=max_length, min_length=min_length,
-                     streamer=None if streamer is None else _TFStreamer(streamer, out_dtype))
+                     streamer=None if streamer is None else _TFStreamer(streamer, out_dtype), tokenizer=tokenizer)
     return tf.constant(out, dtype=out_dtype)
 
 
 def _plain_greedy(config: GenerationConfig) -> bool:
-    """Greedy decoding with no logits processor but min_length, and no time limit: the case the compiled loop
-    decodes whole."""
+    """Greedy decoding with no logits processor but min_length, no time limit and no stop strings: the case the
+    compiled loop decodes whole."""
     return (not config.do_sample and config.num_beams == 1 and config.num_return_sequences == 1
             and config.repetition_penalty == 1.0 and config.no_repeat_ngram_size == 0
-            and config.bad_words_ids is None and config.max_time is None)
+            and config.bad_words_ids is None and config.max_time is None and config.stop_strings is None)
 
 
 def _int_dtype(input_ids):

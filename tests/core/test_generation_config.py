@@ -220,10 +220,10 @@ def test_greedy_loop_stops_at_eos_and_pads():
 
 
 def test_file_fields_we_do_not_implement_are_named_when_decoding():
-    config = GenerationConfig.from_dict({"stop_strings": ["."], "output_scores": True, "forced_eos_token_id": 3,
+    config = GenerationConfig.from_dict({"suppress_tokens": [4], "output_scores": True, "forced_eos_token_id": 3,
                                          "max_new_tokens": 2})
     ids = np.array([[1, 2, 3]])
-    with pytest.warns(UserWarning, match=r"ignores .*: forced_eos_token_id=3, stop_strings=\['\.'\]$"):
+    with pytest.warns(UserWarning, match=r"ignores .*: forced_eos_token_id=3, suppress_tokens=\[4\]$"):
         prepare(config, ids, None, n_positions=16, vocab_size=10)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # nothing to say about a config without such fields
@@ -242,3 +242,57 @@ def test_max_time_stops_after_the_token_that_passes_it(beams):
     roomy = config.copy(max_time=60.0)
     assert decode(CountingBackend(), roomy, ids, mask, max_length=max_length, min_length=min_length).shape == (2, 7)
     assert GenerationConfig.from_dict({"max_time": 2.5}).to_dict() == {"max_time": 2.5}
+
+
+# -- stop strings: transformers' StopStringCriteria is the reference
+
+
+@pytest.fixture(scope="module")
+def tokenizers(tmp_path_factory):
+    from gpt2_core import GPT2Tokenizer
+
+    ours = GPT2Tokenizer.from_pretrained("gpt2")
+    directory = tmp_path_factory.mktemp("tok")
+    ours.save_pretrained(directory)
+    return ours, transformers.AutoTokenizer.from_pretrained(directory)
+
+
+def test_stop_strings_match_transformers_criteria(tokenizers):
+    from hypothesis import given, settings, strategies as st
+
+    from gpt2_core.generation import StopStrings
+    from transformers.generation.stopping_criteria import StopStringCriteria
+
+    ours, theirs = tokenizers
+    for pieces, expected in ((["st", "op"], True), (["las", "topper"], True), (["hello", " stop"], True),
+                             (["stop", "at"], False), (["st", "opera", "tion"], False)):
+        ids = [i for piece in pieces for i in ours.encode(piece)]
+        assert StopStrings("stop", ours)(np.array(ids)) == expected, pieces
+    table = ours._bytes_table()
+    ascii_ids = [i for i in range(50257) if table[i].isascii() and 0 < len(table[i]) <= 4]
+    cache = {}
+
+    @settings(max_examples=80, deadline=None)
+    @given(st.lists(st.sampled_from(ascii_ids[:3000]), min_size=1, max_size=8), st.data())
+    def check(ids, data):
+        text = b"".join(table[i] for i in ids).decode()
+        start = data.draw(st.integers(0, len(text) - 1))
+        stop = text[start:start + data.draw(st.integers(1, 6))] if data.draw(st.booleans()) else \
+            data.draw(st.sampled_from(["the", " a", "\n", "x", "ing", ".", "zz"]))
+        if stop not in cache:
+            cache[stop] = (StopStrings(stop, ours), StopStringCriteria(theirs, [stop]))
+        mine, reference = cache[stop]
+        assert mine(np.array(ids)) == bool(reference(torch.tensor([ids]), None)[0]), (stop, ids)
+
+    check()
+
+
+def test_stop_strings_need_a_tokenizer_and_no_beams():
+    with pytest.raises(ValueError, match="tokenizer="):
+        prepare(GenerationConfig(stop_strings="x", max_new_tokens=2), np.array([[1]]), None, n_positions=8,
+                vocab_size=10)
+    with pytest.raises(ValueError, match="beam search"):
+        GenerationConfig(stop_strings=["x"], num_beams=2)
+    for bad in ("", [], [""], [3]):
+        with pytest.raises(ValueError, match="stop_strings"):
+            GenerationConfig(stop_strings=bad)

@@ -166,3 +166,24 @@ def test_default_length_and_pad_fallback(models):
     assert out.shape[1] == ids.shape[1] + 20
     eos = frequent_tokens(models, ids, 1)[0]
     _check_same(models, ids, max_new_tokens=14, eos_token_id=eos)  # pad_token_id falls back to eos
+
+
+def test_stop_strings_match(models, tmp_path):
+    from gpt2_core import GPT2Tokenizer
+
+    reference, pt, tf_model = models
+    tokenizer = GPT2Tokenizer.from_pretrained("gpt2")  # the tiny model's ids are GPT-2's one-character tokens
+    tokenizer.save_pretrained(tmp_path)
+    hf_tokenizer = transformers.AutoTokenizer.from_pretrained(tmp_path)
+    ids = prompts(2, seed=7)
+    free = reference_generate(reference, ids, max_new_tokens=12, pad_token_id=PAD, eos_token_id=EOS)
+    stops = [tokenizer.decode(free[0, ids.shape[1] + 2:ids.shape[1] + 4].tolist())]
+    args = dict(max_new_tokens=12, pad_token_id=PAD, eos_token_id=EOS, stop_strings=stops)
+    expected = reference_generate(reference, ids, tokenizer=hf_tokenizer, **args)
+    with torch.no_grad():
+        np.testing.assert_array_equal(pt.generate(torch.from_numpy(ids), tokenizer=tokenizer, **args).numpy(),
+                                      expected)
+    for execution in ("xla", "eager"):
+        out = tf_model.generate(tf.constant(ids), tokenizer=tokenizer, execution=execution, **args)
+        np.testing.assert_array_equal(out.numpy(), expected)
+    assert (expected[0, ids.shape[1] + 4:] == PAD).all()  # row 0 stopped on its string

@@ -495,3 +495,25 @@ def test_max_time_like_transformers(reference, ours, beams):
     assert expected.shape[1] == ids.shape[1] + 1  # transformers: one token, then the time check stops it
     assert torch.equal(pt_generation.generate(ours, ids, max_time=1e-9, **args), expected)
     assert pt_generation.generate(ours, ids, max_time=60.0, **args).shape[1] > ids.shape[1] + 1
+
+
+def test_stop_strings_like_transformers(reference, ours, tmp_path):
+    import transformers
+
+    from gpt2_core import GPT2Tokenizer
+
+    tokenizer = GPT2Tokenizer.from_pretrained("gpt2")  # the tiny model's 99 ids are GPT-2's one-character tokens
+    tokenizer.save_pretrained(tmp_path)
+    hf_tokenizer = transformers.AutoTokenizer.from_pretrained(tmp_path)
+    ids = prompts(3)
+    free = pt_generation.generate(ours, ids, max_new_tokens=12, pad_token_id=PAD, eos_token_id=None)
+    texts = [tokenizer.decode(row[ids.shape[1]:]) for row in free.tolist()]
+    stops = [texts[0][3:5], texts[1][6]]  # strings these rows make mid-way (a row may never make either)
+    for eos in (None, EOS):  # without eos ids transformers does not pad the rows that stopped; with them it does
+        args = dict(max_new_tokens=12, pad_token_id=PAD, eos_token_id=eos, stop_strings=stops)
+        expected = reference_generate(reference, ids, tokenizer=hf_tokenizer, **args)
+        got = pt_generation.generate(ours, ids, tokenizer=tokenizer, **args)
+        assert torch.equal(got, expected), eos
+    assert (got[0, ids.shape[1] + 5:] == PAD).all() or got.shape[1] < free.shape[1]  # row 0 stopped at its string
+    with pytest.raises(ValueError, match="tokenizer="):
+        pt_generation.generate(ours, ids, max_new_tokens=2, pad_token_id=PAD, stop_strings=["x"])

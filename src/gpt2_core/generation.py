@@ -63,6 +63,7 @@ class GenerationConfig:
     temperature: float = 1.0
     top_k: int | None = 50
     top_p: float = 1.0
+    min_p: float | None = None
     typical_p: float = 1.0
     repetition_penalty: float = 1.0
     length_penalty: float = 1.0
@@ -119,6 +120,9 @@ class GenerationConfig:
             value = getattr(self, name)
             if not 0 < value <= 1:
                 raise ValueError(f"`{name}` should be in (0, 1]. Received: {name}={value!r}")
+        if self.min_p is not None and (isinstance(self.min_p, bool) or not isinstance(self.min_p, (int, float))
+                                       or not 0 <= self.min_p <= 1):
+            raise ValueError(f"`min_p` should be None or in [0, 1]. Received: min_p={self.min_p!r}")
         if not self.repetition_penalty > 0:
             raise ValueError(f"`repetition_penalty` should be > 0. Received: repetition_penalty={self.repetition_penalty!r}")
         for name in ("pad_token_id", "bos_token_id"):
@@ -313,7 +317,7 @@ class LogitsProcessor:
         return scores
 
     def warp(self, scores: np.ndarray) -> np.ndarray:
-        """The sampling-only processors: temperature, top-k, top-p, typical-p."""
+        """The sampling-only processors, in transformers' order: temperature, top-k, top-p, min-p, typical-p."""
         c, keep = self.config, self.min_tokens_to_keep
         if c.temperature != 1.0:
             scores = scores / np.float32(c.temperature)
@@ -321,6 +325,8 @@ class LogitsProcessor:
             scores = top_k_filter(scores, max(c.top_k, keep))
         if c.top_p < 1.0:
             scores = top_p_filter(scores, c.top_p, keep)
+        if c.min_p is not None:
+            scores = min_p_filter(scores, c.min_p, keep)
         if c.typical_p < 1.0:
             scores = typical_filter(scores, c.typical_p, keep)
         return scores
@@ -403,6 +409,16 @@ def top_p_filter(scores: np.ndarray, top_p: float, min_keep: int = 1) -> np.ndar
     remove_sorted[:, -min_keep:] = False
     remove = np.empty_like(remove_sorted)
     np.put_along_axis(remove, order, remove_sorted, axis=-1)
+    return np.where(remove, np.float32(-np.inf), scores)
+
+
+def min_p_filter(scores: np.ndarray, min_p: float, min_keep: int = 1) -> np.ndarray:
+    """Keep the tokens at least min_p times as likely as the most likely one (and the `min_keep` likeliest)."""
+    probs = _softmax(scores)
+    remove = probs < min_p * probs.max(axis=-1, keepdims=True)
+    if min_keep > 1:
+        likeliest = np.argsort(-probs, axis=-1, kind="stable")[:, :min_keep]
+        np.put_along_axis(remove, likeliest, False, axis=-1)
     return np.where(remove, np.float32(-np.inf), scores)
 
 

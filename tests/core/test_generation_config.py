@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from gpt2_core.generation import (GENERATION_CONFIG_NAME, GenerationConfig, LogitsProcessor, decode, prepare,
-                                  resolve_lengths, top_k_filter, top_p_filter, typical_filter)
+                                  min_p_filter, resolve_lengths, top_k_filter, top_p_filter, typical_filter)
 
 transformers = pytest.importorskip("transformers")
 torch = pytest.importorskip("torch")
@@ -37,7 +37,7 @@ def test_defaults_are_transformers_effective_defaults():
     (dict(eos_token_id=[]), "eos_token_id"), (dict(eos_token_id=-1), "eos_token_id"),
     (dict(pad_token_id=1.5), "pad_token_id"), (dict(bad_words_ids=[[1], []]), "bad_words_ids"),
     (dict(bad_words_ids=[1, 2]), "bad_words_ids"), (dict(do_sample="yes"), "do_sample"),
-    (dict(max_time=0), "max_time"), (dict(max_time="1s"), "max_time"),
+    (dict(max_time=0), "max_time"), (dict(max_time="1s"), "max_time"), (dict(min_p=1.5), "min_p"),
 ])
 def test_bad_values_raise_naming_the_field(kwargs, name):
     with pytest.raises(ValueError, match=name):
@@ -174,6 +174,8 @@ def test_warpers_keep_the_same_tokens():
         (top_p_filter(scores, 0.7), lp.TopPLogitsWarper(0.7)),
         (top_p_filter(scores, 0.7, 3), lp.TopPLogitsWarper(0.7, min_tokens_to_keep=3)),
         (typical_filter(scores, 0.6), lp.TypicalLogitsWarper(0.6)),
+        (min_p_filter(scores, 0.2), lp.MinPLogitsWarper(0.2)),
+        (min_p_filter(scores, 0.9, 3), lp.MinPLogitsWarper(0.9, min_tokens_to_keep=3)),
     ]:
         expected = _theirs(theirs, ids, scores)
         np.testing.assert_array_equal(np.isneginf(ours), np.isneginf(expected))

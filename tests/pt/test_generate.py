@@ -219,8 +219,8 @@ def _first_token_distribution(model, ids, warpers):
 
 @pytest.mark.parametrize("kwargs", [
     dict(top_k=5), dict(top_p=0.6, top_k=0), dict(temperature=0.7, top_k=8, top_p=0.9), dict(typical_p=0.5, top_k=0),
-    dict(temperature=1.6, top_k=0),
-], ids=["top_k", "top_p", "temp_k_p", "typical", "temperature"])
+    dict(temperature=1.6, top_k=0), dict(min_p=0.3, top_k=0, temperature=1.3),
+], ids=["top_k", "top_p", "temp_k_p", "typical", "temperature", "min_p"])
 def test_sampled_distribution_matches_the_expected_one(reference, kwargs):
     from transformers.generation import logits_process as lp
 
@@ -232,6 +232,8 @@ def test_sampled_distribution_matches_the_expected_one(reference, kwargs):
         warpers.append(lp.TopKLogitsWarper(kwargs.get("top_k", 50)))
     if kwargs.get("top_p", 1.0) < 1:
         warpers.append(lp.TopPLogitsWarper(kwargs["top_p"]))
+    if kwargs.get("min_p") is not None:
+        warpers.append(lp.MinPLogitsWarper(kwargs["min_p"]))
     if kwargs.get("typical_p", 1.0) < 1:
         warpers.append(lp.TypicalLogitsWarper(kwargs["typical_p"]))
     expected = _first_token_distribution(reference, ids, warpers).double().numpy()

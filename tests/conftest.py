@@ -13,7 +13,9 @@ settings.register_profile("ci", derandomize=True, database=None)
 if os.environ.get("CI"):
     settings.load_profile("ci")
 
-# hubserver.py lives in tests/core; make `import hubserver` work from every test folder.
+# hubserver.py lives in tests/core, pt_utils.py in tests/pt (parity reuses its tiny config and randomisation);
+# make both importable from every test folder.
+sys.path.insert(0, str(Path(__file__).parent / "pt"))
 sys.path.insert(0, str(Path(__file__).parent / "core"))
 
 from hubserver import HubServer  # noqa: E402

@@ -152,6 +152,11 @@ class GenerationConfig:
                                  f"{self.num_return_sequences}, num_beams={self.num_beams}")
 
     @property
+    def rows_per_prompt(self) -> int:
+        """Rows decoded for each prompt: its beams, or its returned sequences."""
+        return max(self.num_beams, self.num_return_sequences)
+
+    @property
     def eos_token_ids(self) -> list[int]:
         """`eos_token_id` as a list (empty when unset)."""
         if self.eos_token_id is None:
@@ -584,9 +589,8 @@ def decode(backend: DecodeBackend, config: GenerationConfig, input_ids: np.ndarr
     """Run greedy, sampling or beam search (after `prepare`); return (batch * num_return_sequences, length) ids.
     `tokenizer` reads the text for `stop_strings`."""
     out_of_time = _clock(config.max_time)
-    expand = max(config.num_beams, config.num_return_sequences)
-    ids = np.repeat(input_ids, expand, axis=0)
-    mask = np.repeat(attention_mask, expand, axis=0)
+    ids = np.repeat(input_ids, config.rows_per_prompt, axis=0)
+    mask = np.repeat(attention_mask, config.rows_per_prompt, axis=0)
     ignore_before = (mask != 0).argmax(axis=1) if (mask == 0).any() else None
     if config.num_beams > 1:
         if streamer is not None:
@@ -612,6 +616,15 @@ def _clock(max_time: float | None):
 
 
 _UNKNOWN_VOCAB = 1 << 62  # ids were checked against the vocabulary in `prepare`
+
+
+def is_plain_greedy(config: GenerationConfig) -> bool:
+    """Greedy decoding whose only logits processing is the eos ban below min_length, and whose only stops are eos
+    and max_length: what a backend may run as one compiled loop (gpt2_tf does). Kept here, beside what `decode`
+    and LogitsProcessor consult, so that a new field cannot be skipped there in silence."""
+    return (not config.do_sample and config.num_beams == 1 and config.num_return_sequences == 1
+            and config.repetition_penalty == 1.0 and config.no_repeat_ngram_size == 0
+            and config.bad_words_ids is None and config.max_time is None and config.stop_strings is None)
 
 
 class StopStrings:

@@ -56,7 +56,7 @@ def generate(model, input_ids, attention_mask=None, generation_config: Generatio
     config, ids_np, mask_np, max_length, min_length = prepare(
         config, ids_np, mask_np, n_positions=mc.n_positions, vocab_size=mc.vocab_size, tokenizer=tokenizer)
 
-    rows = ids_np.shape[0] * max(config.num_beams, config.num_return_sequences)
+    rows = ids_np.shape[0] * config.rows_per_prompt
     step_model = None
     if quantize == "int8":
         model = int8_copy(model)

@@ -20,7 +20,8 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from gpt2_core.generation import GenerationConfig, config_for, decode, positions_from_mask, prepare
+from gpt2_core.generation import (GenerationConfig, config_for, decode, is_plain_greedy, positions_from_mask,
+                                  prepare)
 
 from .modeling import KVCache
 
@@ -51,23 +52,15 @@ def generate(model, input_ids, attention_mask=None, generation_config: Generatio
     config, ids_np, mask_np, max_length, min_length = prepare(
         config, ids_np, mask_np, n_positions=mc.n_positions, vocab_size=mc.vocab_size, tokenizer=tokenizer)
 
-    rows = ids_np.shape[0] * max(config.num_beams, config.num_return_sequences)
+    rows = ids_np.shape[0] * config.rows_per_prompt
     runner = _ModelRunner(model, rows, max_length, seed=seed, execution=execution)
-    if execution != "eager" and streamer is None and _plain_greedy(config):
+    if execution != "eager" and streamer is None and is_plain_greedy(config):
         out = runner.greedy(ids_np, mask_np, max_length=max_length, min_length=min_length,
                             pad_token_id=config.pad_token_id, eos_token_ids=config.eos_token_ids)
     else:
         out = decode(runner, config, ids_np, mask_np, max_length=max_length, min_length=min_length,
                      streamer=None if streamer is None else _TFStreamer(streamer, out_dtype), tokenizer=tokenizer)
     return tf.constant(out, dtype=out_dtype)
-
-
-def _plain_greedy(config: GenerationConfig) -> bool:
-    """Greedy decoding with no logits processor but min_length, no time limit and no stop strings: the case the
-    compiled loop decodes whole."""
-    return (not config.do_sample and config.num_beams == 1 and config.num_return_sequences == 1
-            and config.repetition_penalty == 1.0 and config.no_repeat_ngram_size == 0
-            and config.bad_words_ids is None and config.max_time is None and config.stop_strings is None)
 
 
 def _int_dtype(input_ids):

@@ -22,7 +22,8 @@ import gpt2_tf  # noqa: E402
 from gpt2_core import GPT2Config  # noqa: E402
 from gpt2_core.parity import PARITY_RTOL as TOLERANCE  # noqa: E402  (the project's one tolerance)
 
-TINY = dict(vocab_size=99, n_positions=64, n_embd=32, n_layer=2, n_head=4, bos_token_id=98, eos_token_id=98)
+from pt_utils import randomize as randomize_torch  # noqa: E402  (tests/pt, on sys.path: tests/conftest.py)
+from tiny import TINY  # noqa: E402
 
 
 def to_numpy(x):
@@ -37,17 +38,6 @@ def assert_close(ours, ref, what=""):
     err = float(np.max(np.abs(ours - ref))) if ref.size else 0.0
     scale = float(np.max(np.abs(ref))) if ref.size else 0.0
     assert err <= TOLERANCE * scale, f"{what}: max abs error {err:.3g} > {TOLERANCE} x {scale:.3g}"
-
-
-def randomize_torch(model, seed=0):
-    """Random values in every parameter (the default init hides bias and LayerNorm bugs behind 0 and 1)."""
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            scale = 0.3 if name.endswith(("wte.weight", "wpe.weight")) else 0.1
-            base = 1.0 if ".ln_" in f".{name}" and name.endswith("weight") else 0.0
-            p.copy_(base + scale * torch.randn(p.shape, generator=gen))
-    return model
 
 
 def pt_tf_pair(directory, class_name="GPT2LMHeadModel", seed=0, **overrides):

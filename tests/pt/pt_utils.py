@@ -11,9 +11,9 @@ transformers = pytest.importorskip("transformers")
 transformers.logging.set_verbosity_error()
 
 import gpt2_pt  # noqa: E402
+from tiny import TINY  # noqa: E402  (tests/core: the shape every backend test builds)
 
 RTOL = 1e-5  # fp32: ours vs transformers, relative to the largest magnitude of the reference tensor
-TINY = dict(vocab_size=99, n_positions=64, n_embd=32, n_layer=2, n_head=4, bos_token_id=98, eos_token_id=98)
 
 
 def assert_close(ours, ref, what="", rtol=RTOL):

@@ -12,9 +12,9 @@ import tensorflow as tf  # noqa: E402
 
 import gpt2_tf  # noqa: E402
 from gpt2_core import GPT2Config  # noqa: E402
+from tiny import TINY  # noqa: E402  (tests/core: the shape every backend test builds)
 
 RTOL = 1e-5  # fp32, same weights: relative to the largest magnitude of the reference tensor
-TINY = dict(vocab_size=99, n_positions=64, n_embd=32, n_layer=2, n_head=4, bos_token_id=98, eos_token_id=98)
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "tf457"
 INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids", "position_ids", "labels", "mc_token_ids")
 

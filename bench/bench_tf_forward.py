@@ -2,16 +2,14 @@
 
 Both run the same random weights (a tf_model.h5 that our save_pretrained writes in /tmp, loaded by each side), in
 three modes: tf.function, tf.function(jit_compile=True) (XLA) and eager. transformers 4.57 is the last release
-with TF models and needs tf-keras, so it runs in its own venv (/tmp/tf457, see below) as a worker subprocess;
+with TF models and needs tf-keras, so it runs in its own venv (/tmp/tf457, see bench/tf_reference.py) as a worker subprocess;
 gpt2_pt (PyTorch, same file, same thread count) runs in another, for the distance between our two backends.
 All are timed alternately, round by round, never at the same time.
 
     python bench/bench_tf_forward.py [--rounds 5] [--iters 5] [--threads 1] [--seq 128] [--modes function,xla,eager]
                                      [--clock wall|cpu]
 
-The reference venv:
-    python3 -m venv /tmp/tf457
-    /tmp/tf457/bin/pip install transformers==4.57.6 tf-keras tensorflow-cpu==2.21.0 h5py numpy
+The reference venv: see bench/tf_reference.py (SETUP).
 """
 
 from __future__ import annotations
@@ -22,20 +20,13 @@ import os
 import statistics
 import subprocess
 import sys
-import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-REFERENCE_PYTHON = "/tmp/tf457/bin/python"
+from tf_reference import CLOCKS, REFERENCE_PYTHON, absent_message, set_threads  # noqa: E402  (bench/)
+
 WEIGHTS_DIR = "/tmp/gpt2_tf_bench_weights"
 MODES = ("function", "xla", "eager")
-
-
-def set_threads(n):
-    import tensorflow as tf
-
-    tf.config.threading.set_intra_op_parallelism_threads(n)
-    tf.config.threading.set_inter_op_parallelism_threads(n)
 
 
 def make_runner(model, mode, input_ids):
@@ -50,9 +41,6 @@ def make_runner(model, mode, input_ids):
     elif mode == "xla":
         forward = tf.function(forward, jit_compile=True)
     return lambda: forward(input_ids).numpy()
-
-
-CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
 
 
 def time_runner(run, iters, clock="wall"):
@@ -175,9 +163,7 @@ def main():
     if os.path.exists(REFERENCE_PYTHON):
         reference = Worker(REFERENCE_PYTHON, "ref", args)
     else:
-        print(f"reference venv absent ({REFERENCE_PYTHON}); create it with:\n"
-              "  python3 -m venv /tmp/tf457\n"
-              "  /tmp/tf457/bin/pip install transformers==4.57.6 tf-keras tensorflow-cpu==2.21.0 h5py numpy\n")
+        print(absent_message())
     pt = Worker(sys.executable, "pt", args) if args.with_pt else None
 
     ours_logit = float(ours[modes[0]]()[0, -1, 0])

@@ -11,15 +11,13 @@ all weight arrays (`max`, a SIMD pass at about the speed of a hand-written AVX-5
 LayerNorm, cache or loop) bound what an fp32 decoder reaches on this machine at that moment. `--clock cpu` times
 process CPU seconds instead of wall seconds (both sides), which a busy shared machine disturbs less.
 transformers 4.57 is the last release with TF models and needs tf-keras, so it runs in its own venv (/tmp/tf457,
-see below) as a worker subprocess.
+see bench/tf_reference.py) as a worker subprocess.
 
     python bench/bench_tf_generate.py [--rounds 3] [--new-tokens 64] [--prompt-tokens 16] [--threads 1]
                                       [--modes xla,graph,eager] [--ref-modes xla[,eager]] [--batch 1]
                                       [--clock wall|cpu]
 
-The reference venv:
-    python3 -m venv /tmp/tf457
-    /tmp/tf457/bin/pip install transformers==4.57.6 tf-keras tensorflow-cpu==2.21.0 h5py numpy
+The reference venv: see bench/tf_reference.py (SETUP).
 """
 
 from __future__ import annotations
@@ -31,19 +29,12 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-REFERENCE_PYTHON = "/tmp/tf457/bin/python"
+from tf_reference import CLOCKS, REFERENCE_PYTHON, absent_message, set_threads  # noqa: E402  (bench/)
+
 MODES = ("xla", "graph", "eager")
-
-
-def set_threads(n):
-    import tensorflow as tf
-
-    tf.config.threading.set_intra_op_parallelism_threads(n)
-    tf.config.threading.set_inter_op_parallelism_threads(n)
 
 
 def prompt(args):
@@ -55,9 +46,6 @@ def prompt(args):
 def generate_kwargs(args):
     # min_new_tokens: every run makes exactly new_tokens tokens, whatever the random weights predict
     return dict(max_new_tokens=args.new_tokens, min_new_tokens=args.new_tokens, do_sample=False, pad_token_id=0)
-
-
-CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
 
 
 def timed(run, clock="wall"):
@@ -168,9 +156,7 @@ def main():
         if os.path.exists(REFERENCE_PYTHON):
             reference = Worker(weights, args)
         else:
-            print(f"reference venv absent ({REFERENCE_PYTHON}); create it with:\n"
-                  "  python3 -m venv /tmp/tf457\n"
-                  "  /tmp/tf457/bin/pip install transformers==4.57.6 tf-keras tensorflow-cpu==2.21.0 h5py numpy\n")
+            print(absent_message())
             ref_modes = []
 
         def ours(mode):

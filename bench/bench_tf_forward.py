@@ -2,8 +2,8 @@
 
 Both run the same random weights (a tf_model.h5 that our save_pretrained writes in /tmp, loaded by each side), in
 three modes: tf.function, tf.function(jit_compile=True) (XLA) and eager. transformers 4.57 is the last release
-with TF models and needs tf-keras, so it runs in its own venv (/tmp/tf457, see bench/tf_reference.py) as a worker subprocess;
-gpt2_pt (PyTorch, same file, same thread count) runs in another, for the distance between our two backends.
+with TF models and needs tf-keras, so it runs in its own venv (/tmp/tf457, see bench/tf_reference.py) as a worker
+subprocess; gpt2_pt (PyTorch, same file, same thread count) runs in another, for the distance between our two backends.
 All are timed alternately, round by round, never at the same time.
 
     python bench/bench_tf_forward.py [--rounds 5] [--iters 5] [--threads 1] [--seq 128] [--modes function,xla,eager]

@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+import os
 from collections.abc import Mapping
 
 import keras
@@ -149,8 +150,35 @@ class Conv1D(keras.layers.Layer):
         # One 2-D GEMM: TF runs (B, T, C) @ (C, N) as a batched matmul over a broadcast kernel, which is slower;
         # bias_add (not +) lets TF's CPU graph rewrite fuse it into the GEMM.
         shape = tf.shape(x)
-        y = tf.nn.bias_add(tf.matmul(tf.reshape(x, (-1, shape[-1])), self.weight), self.bias)
+        y = tf.matmul(tf.reshape(x, (-1, shape[-1])), self.weight)
+        y = tf.nn.bias_add(_unfused_under_threaded_xla(y), self.bias)
         return tf.reshape(y, tf.concat([shape[:-1], [self.weight.shape[1]]], axis=0))
+
+
+def _unfused_under_threaded_xla(y):
+    """`y`, kept from fusing with what follows when XLA compiles a one-row product for more than one thread. XLA
+    CPU fuses a one-row product and its bias add into one kernel of its own, which runs on one thread; the bare
+    product goes to Eigen, which uses them all. Decoding gpt2-small at batch 1 with 2 threads: 35 tok/s unfused
+    against 30.6 fused (bench/bench_tf_generate.py --threads 2). With one thread the fused kernel is the faster
+    (~15% on the products alone), so it stays; products of more rows go to Eigen either way."""
+    if y.shape[0] != 1 or not in_xla_compilation() or intra_op_threads() == 1:
+        return y
+    return _optimization_barrier(y)
+
+
+@tf.custom_gradient
+def _optimization_barrier(y):
+    from tensorflow.compiler.tf2xla.python import xla  # no public API; the op has no gradient of its own
+
+    return xla.optimization_barrier(y)[0], lambda dy: dy
+
+
+def intra_op_threads() -> int:
+    """The threads TensorFlow's kernels use: as configured, or by default one per CPU this process may run on."""
+    configured = tf.config.threading.get_intra_op_parallelism_threads()
+    if configured:
+        return configured
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
 
 
 class Linear(keras.layers.Layer):

@@ -21,10 +21,10 @@ def lm():
     return tiny_model(seed=5)
 
 
-def op_types(function) -> set[str]:
-    """Every op type in a traced tf.function (its one trace), the functions it calls included (a while loop's
-    body, for one)."""
-    graph_def = function.get_concrete_function().graph.as_graph_def()
+def op_types(function, *args) -> set[str]:
+    """Every op type in a traced tf.function (its trace for `args`; none: its one trace), the functions it calls
+    included (a while loop's body, for one)."""
+    graph_def = function.get_concrete_function(*args).graph.as_graph_def()
     return {node.op for node in graph_def.node} | {node.op for f in graph_def.library.function for node in f.node_def}
 
 
@@ -98,3 +98,24 @@ def test_xla_logs_no_ignoring_assert_warning():
     ignored = [line for line in result.stderr.splitlines() if "Ignoring Assert operator" in line]
     assert ignored, "the control assertion's warning is missing: the log capture does not work"
     assert all("control_assert" in line for line in ignored), "\n".join(ignored)
+
+
+@pytest.mark.parametrize("threads, rows, barrier", [(2, 1, True), (1, 1, False), (2, 3, False)])
+def test_one_row_products_stay_unfused_under_threaded_xla(monkeypatch, threads, rows, barrier):
+    # XLA CPU runs a fused one-row product + bias add on one thread; the barrier keeps the product on Eigen's
+    # threads. It must change nothing else: same values, and gradients still flow under XLA.
+    monkeypatch.setattr(modeling, "intra_op_threads", lambda: threads)
+    layer = modeling.Conv1D(8, 12, 0.5)
+    layer.bias.assign(tf.range(12, dtype=tf.float32) / 7)
+    x = tf.constant(np.random.default_rng(0).normal(size=(rows, 1, 8)).astype(np.float32))
+
+    def value_and_gradient(x):
+        with tf.GradientTape() as tape:
+            y = layer(x)
+            loss = tf.reduce_sum(y * y)
+        return y, tape.gradient(loss, layer.weight)
+
+    xla = tf.function(value_and_gradient, jit_compile=True)
+    assert ("XlaOptimizationBarrier" in op_types(xla, x)) == barrier
+    for got, expected in zip(xla(x), value_and_gradient(x)):
+        np.testing.assert_allclose(got.numpy(), expected.numpy(), rtol=1e-5, atol=1e-6)

@@ -1,4 +1,5 @@
-"""TensorFlow generate vs transformers-TF 4.57's XLA generate: gpt2-small shape, random weights, fp32, one thread.
+"""TensorFlow generate vs transformers-TF 4.57's XLA generate: gpt2-small shape, random weights, fp32, `--threads`
+(default 1; TensorFlow's own default is one per core, 2 here, and `make bench` runs both).
 
 Both load the same tf_model.h5 (written by our save_pretrained in a temporary directory) and decode the same
 prompt greedily (16 tokens + 64 new, batch 1); each side's generate is timed alternately, round by round, never at
@@ -6,9 +7,9 @@ the same time. Prints tok/s of each, the ratio, whether the tokens agree, and ea
 and compile). Our decoder also runs without XLA ("graph": tf.function) and eagerly, for the record.
 
 Two ceilings, timed in the same rounds: batch-1 decoding reads every weight once per token, so (1) numpy reading
-all weight arrays (`max`, a SIMD pass at about the speed of a hand-written AVX-512 read loop) and (2) the model's
-49 GEMVs alone under XLA (x @ W + b over the same weight variables, chained, nothing else: no attention,
-LayerNorm, cache or loop) bound what an fp32 decoder reaches on this machine at that moment. `--clock cpu` times
+all weight arrays (`max` on `--threads` threads, a SIMD pass at about the speed of a hand-written AVX-512 read loop)
+and (2) the model's 49 GEMVs alone under XLA (x @ W + b over the same weight variables, chained, nothing else: no
+attention, LayerNorm, cache or loop) bound what an fp32 decoder reaches on this machine at that moment. `--clock cpu` times
 process CPU seconds instead of wall seconds (both sides), which a busy shared machine disturbs less.
 transformers 4.57 is the last release with TF models and needs tf-keras, so it runs in its own venv (/tmp/tf457,
 see bench/tf_reference.py) as a worker subprocess.
@@ -23,6 +24,7 @@ The reference venv: see bench/tf_reference.py (SETUP).
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import json
 import os
 import statistics
@@ -99,9 +101,12 @@ class Worker:
 
 def xla_gemv_chain(model, batch):
     """A no-argument callable: one token's GEMVs of `model` (every Conv1D weight, then the LM head) under XLA, chained
-    as the decoder chains them, with nothing else. With their bias adds: XLA fuses the add into the GEMV, and that
-    fused kernel streams a (K, N) weight whole, ~25% faster than a bare x @ W, which XLA cuts into column strips."""
+    as the decoder chains them, with nothing else. With their bias adds, fused or not as the model's Conv1D does it:
+    on one thread XLA's fused GEMV + bias kernel streams a (K, N) weight whole, ~15% faster than Eigen's bare x @ W;
+    on more threads Eigen's product is the faster, because XLA's fused kernel runs on one thread."""
     import tensorflow as tf
+
+    from gpt2_tf.modeling import _unfused_under_threaded_xla
 
     blocks, wte = model.transformer.h, model.transformer.wte.weight
     n_embd = wte.shape[1]
@@ -109,7 +114,7 @@ def xla_gemv_chain(model, batch):
     @tf.function(jit_compile=True)
     def chain(x):  # x: (batch, n_embd)
         def conv1d(x, layer):
-            return tf.nn.bias_add(tf.matmul(x, layer.weight), layer.bias)
+            return tf.nn.bias_add(_unfused_under_threaded_xla(tf.matmul(x, layer.weight)), layer.bias)
 
         for block in blocks:
             qkv = conv1d(x, block.attn.c_attn)
@@ -163,12 +168,15 @@ def main():
             return lambda: model.generate(ids, execution=mode, **generate_kwargs(args)).numpy()
 
         # The ceilings: batch-1 decoding reads every weight once per token, so reading the weight arrays (numpy,
-        # one thread, no other arithmetic) bounds what any fp32 decoder reaches on this machine right now, and
-        # the same GEMVs alone under XLA bound any decoder that XLA compiles.
+        # on as many threads as TF has, each a share of the arrays, no other arithmetic) bounds what any fp32
+        # decoder reaches on this machine right now, and the same GEMVs alone under XLA bound any decoder that XLA
+        # compiles.
         arrays = [w.numpy() for w in model.weights]
+        shares = [arrays[i::args.threads] for i in range(args.threads)]
+        readers = concurrent.futures.ThreadPoolExecutor(args.threads)  # numpy's max releases the GIL
 
         def read_weights():
-            return max(float(a.max()) for a in arrays)
+            return max(readers.map(lambda share: max(float(a.max()) for a in share), shares))
 
         gemvs = xla_gemv_chain(model, args.batch)
         ceilings = {"weights read (numpy)": read_weights, "GEMVs alone (XLA)": gemvs}

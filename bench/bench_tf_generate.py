@@ -9,8 +9,9 @@ and compile). Our decoder also runs without XLA ("graph": tf.function) and eager
 Two ceilings, timed in the same rounds: batch-1 decoding reads every weight once per token, so (1) numpy reading
 all weight arrays (`max` on `--threads` threads, a SIMD pass at about the speed of a hand-written AVX-512 read loop)
 and (2) the model's 49 GEMVs alone under XLA (x @ W + b over the same weight variables, chained, nothing else: no
-attention, LayerNorm, cache or loop) bound what an fp32 decoder reaches on this machine at that moment. `--clock cpu` times
-process CPU seconds instead of wall seconds (both sides), which a busy shared machine disturbs less.
+attention, LayerNorm, cache or loop) bound what an fp32 decoder reaches on this machine at that moment.
+`--clock cpu` times process CPU seconds instead of wall seconds (both sides), which a busy shared machine disturbs
+less.
 transformers 4.57 is the last release with TF models and needs tf-keras, so it runs in its own venv (/tmp/tf457,
 see bench/tf_reference.py) as a worker subprocess.
 

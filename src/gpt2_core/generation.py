@@ -75,9 +75,23 @@ class GenerationConfig:
     eos_token_id: int | list[int] | None = None
     max_time: float | None = None  # seconds from the first model call (after any weight packing or compiling)
     stop_strings: str | list[str] | None = None  # needs `tokenizer=` in generate, as in transformers
+    epsilon_cutoff: float = 0.0  # sampling: drop tokens less likely than this (0: off)
+    eta_cutoff: float = 0.0  # sampling: drop tokens less likely than min(eta, sqrt(eta) * exp(-entropy)) (0: off)
+    renormalize_logits: bool = False  # log-softmax after every processor
+    forced_bos_token_id: int | None = None  # forced after a 1-token prompt (transformers forces it at length 1)
+    forced_eos_token_id: int | list[int] | None = None  # forced as the last token, at max_length - 1
+    exponential_decay_length_penalty: tuple[int, float] | None = None  # (start_index, decay_factor)
+    suppress_tokens: list[int] | None = None  # never generated
+    begin_suppress_tokens: list[int] | None = None  # not generated first
+    sequence_bias: list[list] | None = None  # [[token ids], bias] pairs; a {tuple(ids): bias} dict is converted
     extra: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def __post_init__(self):
+        # transformers' own forms, so a file we write loads there and a saved config reads back equal
+        if self.sequence_bias is not None:
+            self.sequence_bias = _sequence_bias_pairs(self.sequence_bias)
+        if isinstance(self.exponential_decay_length_penalty, list):
+            self.exponential_decay_length_penalty = tuple(self.exponential_decay_length_penalty)
         self.validate()
 
     # -- validation: everything that can be checked without the prompt and the model
@@ -90,7 +104,7 @@ class GenerationConfig:
         if not (isinstance(self.early_stopping, bool) or self.early_stopping == "never"):
             raise ValueError(f"`early_stopping` should be True, False or 'never'. "
                              f"Received: early_stopping={self.early_stopping!r}")
-        for name in ("do_sample", "use_cache"):
+        for name in ("do_sample", "use_cache", "renormalize_logits"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"`{name}` should be a bool. Received: {name}={getattr(self, name)!r}")
         _check_int("num_beams", self.num_beams, minimum=1)
@@ -125,16 +139,13 @@ class GenerationConfig:
             raise ValueError(f"`min_p` should be None or in [0, 1]. Received: min_p={self.min_p!r}")
         if not self.repetition_penalty > 0:
             raise ValueError(f"`repetition_penalty` should be > 0. Received: repetition_penalty={self.repetition_penalty!r}")
-        for name in ("pad_token_id", "bos_token_id"):
+        for name in ("pad_token_id", "bos_token_id", "forced_bos_token_id"):
             _check_int(name, getattr(self, name), minimum=0, optional=True)
-        eos = self.eos_token_id
-        if isinstance(eos, (list, tuple)):
-            if not eos:
-                raise ValueError("`eos_token_id` should be None, an id or a non-empty list of ids. Received: []")
-            for token in eos:
-                _check_int("eos_token_id", token, minimum=0)
-        else:
-            _check_int("eos_token_id", eos, minimum=0, optional=True)
+        for name in ("eos_token_id", "forced_eos_token_id"):
+            _check_token_ids(name, getattr(self, name), single=True)
+        for name in ("suppress_tokens", "begin_suppress_tokens"):
+            _check_token_ids(name, getattr(self, name), single=False)
+        self._check_processor_fields()
         if self.bad_words_ids is not None:
             words = self.bad_words_ids
             if (not isinstance(words, (list, tuple)) or not words
@@ -151,6 +162,28 @@ class GenerationConfig:
                 raise ValueError(f"`num_return_sequences` should be <= `num_beams`. Received: num_return_sequences="
                                  f"{self.num_return_sequences}, num_beams={self.num_beams}")
 
+    def _check_processor_fields(self) -> None:
+        for name in ("epsilon_cutoff", "eta_cutoff"):
+            value = getattr(self, name)
+            if not (_is_number(value) and 0 <= value < 1):
+                raise ValueError(f"`{name}` should be in [0, 1) (0 turns it off). Received: {name}={value!r}")
+        decay = self.exponential_decay_length_penalty
+        if decay is not None and not (isinstance(decay, (list, tuple)) and len(decay) == 2 and _is_id(decay[0])
+                                      and _is_number(decay[1]) and decay[1] > 0):
+            raise ValueError("`exponential_decay_length_penalty` should be None or a (start_index, decay_factor) "
+                             "pair: an integer >= 0 and a number > 0. Received: exponential_decay_length_penalty="
+                             f"{decay!r}")
+        if self.sequence_bias is not None:
+            _sequence_bias_pairs(self.sequence_bias)
+        # as transformers: a forced token that is also suppressed leaves no token at all (all scores -inf)
+        suppressed = set(self.suppress_tokens or ())
+        for name in ("forced_bos_token_id", "forced_eos_token_id"):
+            forced = set(_as_list(getattr(self, name)))
+            if suppressed and forced and forced <= suppressed:
+                raise ValueError(f"Every token of `{name}` is also in `suppress_tokens`, which leaves no token to "
+                                 f"generate at that step. Received: {name}={getattr(self, name)!r}, "
+                                 f"suppress_tokens={self.suppress_tokens!r}")
+
     @property
     def rows_per_prompt(self) -> int:
         """Rows decoded for each prompt: its beams, or its returned sequences."""
@@ -159,10 +192,7 @@ class GenerationConfig:
     @property
     def eos_token_ids(self) -> list[int]:
         """`eos_token_id` as a list (empty when unset)."""
-        if self.eos_token_id is None:
-            return []
-        return [int(t) for t in self.eos_token_id] if isinstance(self.eos_token_id, (list, tuple)) \
-            else [int(self.eos_token_id)]
+        return _as_list(self.eos_token_id)
 
     # -- overrides
     def update(self, **kwargs) -> dict[str, Any]:
@@ -241,6 +271,44 @@ class GenerationConfig:
                    pad_token_id=config.pad_token_id)
 
 
+def _is_id(value) -> bool:
+    return not isinstance(value, bool) and isinstance(value, (int, np.integer)) and value >= 0
+
+
+def _is_number(value) -> bool:
+    return not isinstance(value, bool) and isinstance(value, (int, float, np.integer, np.floating)) and value == value
+
+
+def _as_list(ids) -> list[int]:
+    """A token id, a list of them or None, as a list."""
+    if ids is None:
+        return []
+    return [int(t) for t in ids] if isinstance(ids, (list, tuple)) else [int(ids)]
+
+
+def _check_token_ids(name: str, value, *, single: bool) -> None:
+    """None, or a list of token ids: non-empty when a single id is allowed too (eos_token_id), possibly empty when
+    not (suppress_tokens)."""
+    if value is None or (single and _is_id(value)):
+        return
+    if isinstance(value, (list, tuple)) and (value or not single) and all(map(_is_id, value)):
+        return
+    what = "an id or a non-empty list of ids" if single else "a list of ids"
+    raise ValueError(f"`{name}` should be None or {what} (integers >= 0). Received: {name}={value!r}")
+
+
+def _sequence_bias_pairs(value) -> list[list]:
+    """`sequence_bias` as transformers 5 writes it: [[token ids], bias] pairs with float biases. The older
+    {tuple(ids): bias} dict is accepted, as transformers does; int biases too (transformers wants floats)."""
+    pairs = list(value.items()) if isinstance(value, dict) else value
+    if not (isinstance(pairs, (list, tuple)) and pairs and all(
+            isinstance(pair, (list, tuple)) and len(pair) == 2 and isinstance(pair[0], (list, tuple)) and pair[0]
+            and all(map(_is_id, pair[0])) and _is_number(pair[1]) for pair in pairs)):
+        raise ValueError("`sequence_bias` should be None or a non-empty list of [[token ids], bias] pairs (or a dict "
+                         f"{{tuple of ids: bias}}). Received: sequence_bias={value!r}")
+    return [[[int(t) for t in ids], float(bias)] for ids, bias in pairs]
+
+
 def _check_int(name: str, value, *, minimum: int, optional: bool = False) -> None:
     if value is None and optional:
         return
@@ -293,36 +361,63 @@ def resolve_lengths(config: GenerationConfig, prompt_length: int, n_positions: i
 
 
 class LogitsProcessor:
-    """All processors `config` asks for, built once per generate call."""
+    """All processors `config` asks for, built once per generate call. `max_length` (total, prompt included) is
+    where `forced_eos_token_id` applies."""
 
     def __init__(self, config: GenerationConfig, *, prompt_length: int, min_length: int, vocab_size: int,
-                 ignore_before: np.ndarray | None, min_tokens_to_keep: int = 1):
+                 ignore_before: np.ndarray | None, min_tokens_to_keep: int = 1, max_length: int | None = None):
+        if config.forced_eos_token_id is not None and max_length is None:
+            raise ValueError("`forced_eos_token_id` needs the max_length it applies at")
+        _check_in_vocab(config, vocab_size)
         self.config = config
         self.prompt_length = prompt_length
         self.min_length = min_length
+        self.max_length = max_length
         self.eos = np.asarray(config.eos_token_ids, dtype=np.int64)
         # Left padding is no part of the text: the repetition penalty skips it (transformers does too).
         self.ignore_before = ignore_before
         self.min_tokens_to_keep = min_tokens_to_keep
         self.bad_single, self.bad_multi = _bad_word_tables(config.bad_words_ids, config.eos_token_ids, vocab_size)
+        self.bias = None if config.sequence_bias is None else _sequence_bias_tables(config.sequence_bias)
+        self.forced_eos = np.asarray(_as_list(config.forced_eos_token_id), dtype=np.int64)
+        # transformers' begin index: the prompt's length, one more when a forced bos comes first after 1 token
+        self.begin_index = prompt_length + int(prompt_length == 1 and config.forced_bos_token_id is not None)
 
     def __call__(self, ids: np.ndarray, scores: np.ndarray, *, warp: bool) -> np.ndarray:
-        c = self.config
+        """transformers' `_get_logits_processor` order: sequence bias, repetition penalty, no-repeat n-grams, bad
+        words, min length, forced bos, forced eos, length penalty on eos, suppressed tokens, then the warpers
+        (sampling only) and the renormalisation last."""
+        c, length = self.config, ids.shape[1]
+        if self.bias is not None:
+            scores = _sequence_bias(ids, scores, *self.bias)
         if c.repetition_penalty != 1.0:
             scores = _repetition_penalty(ids, scores, float(c.repetition_penalty), self.ignore_before)
         if c.no_repeat_ngram_size > 0:
             scores = _no_repeat_ngram(ids, scores, c.no_repeat_ngram_size)
         if self.bad_single is not None or self.bad_multi:
             scores = _ban_bad_words(ids, scores, self.bad_single, self.bad_multi)
-        if self.eos.size and ids.shape[1] < self.min_length:
-            scores = scores.copy()
-            scores[:, self.eos] = -np.inf
+        if self.eos.size and length < self.min_length:
+            scores = _suppress(scores, self.eos)
+        if c.forced_bos_token_id is not None and length == 1:
+            scores = _force(scores, [c.forced_bos_token_id])
+        if self.forced_eos.size and length == self.max_length - 1:
+            scores = _force(scores, self.forced_eos)
+        if c.exponential_decay_length_penalty is not None:
+            start, factor = c.exponential_decay_length_penalty
+            scores = _exponential_decay(scores, self.eos, length - self.prompt_length - start, factor)
+        if c.suppress_tokens:
+            scores = _suppress(scores, c.suppress_tokens)
+        if c.begin_suppress_tokens and length == self.begin_index:
+            scores = _suppress(scores, c.begin_suppress_tokens)
         if warp:
             scores = self.warp(scores)
+        if c.renormalize_logits:
+            scores = log_softmax(scores)
         return scores
 
     def warp(self, scores: np.ndarray) -> np.ndarray:
-        """The sampling-only processors, in transformers' order: temperature, top-k, top-p, min-p, typical-p."""
+        """The sampling-only processors, in transformers' order: temperature, top-k, top-p, min-p, typical-p,
+        epsilon, eta."""
         c, keep = self.config, self.min_tokens_to_keep
         if c.temperature != 1.0:
             scores = scores / np.float32(c.temperature)
@@ -334,7 +429,79 @@ class LogitsProcessor:
             scores = min_p_filter(scores, c.min_p, keep)
         if c.typical_p < 1.0:
             scores = typical_filter(scores, c.typical_p, keep)
+        if c.epsilon_cutoff > 0:
+            scores = epsilon_filter(scores, c.epsilon_cutoff, keep)
+        if c.eta_cutoff > 0:
+            scores = eta_filter(scores, c.eta_cutoff, keep)
         return scores
+
+
+def _check_in_vocab(config, vocab_size):
+    """The processors' token ids are rows of the scores (bad_words_ids: see _bad_word_tables)."""
+    fields = {"forced_bos_token_id": _as_list(config.forced_bos_token_id),
+              "forced_eos_token_id": _as_list(config.forced_eos_token_id),
+              "suppress_tokens": config.suppress_tokens or [],
+              "begin_suppress_tokens": config.begin_suppress_tokens or [],
+              "sequence_bias": [t for ids, _ in config.sequence_bias or [] for t in ids]}
+    for name, ids in fields.items():
+        too_big = sorted({int(t) for t in ids if t >= vocab_size})
+        if too_big:
+            raise ValueError(f"`{name}` holds ids outside the vocabulary (vocab_size={vocab_size}): {too_big}")
+
+
+def _sequence_bias_tables(pairs):
+    """transformers' SequenceBiasLogitsProcessor tables: the one-token biases, then the longer sequences grouped
+    by prefix length as (prefixes (G, k), last tokens (G,), biases (G,)). A sequence given twice: the last wins."""
+    biases = {tuple(ids): bias for ids, bias in pairs}
+    single = [(ids[0], bias) for ids, bias in biases.items() if len(ids) == 1]
+    groups: dict[int, list] = {}
+    for ids, bias in biases.items():
+        if len(ids) > 1:
+            groups.setdefault(len(ids) - 1, []).append((ids, bias))
+    multi = [(np.array([ids[:-1] for ids, _ in group], dtype=np.int64),
+              np.array([ids[-1] for ids, _ in group], dtype=np.int64),
+              np.array([bias for _, bias in group], dtype=np.float32)) for group in groups.values()]
+    return (np.array([t for t, _ in single], dtype=np.int64), np.array([b for _, b in single], dtype=np.float32),
+            multi)
+
+
+def _sequence_bias(ids, scores, single_ids, single_biases, multi):
+    """Add each bias to the last token of its sequence where the row ends with the rest of it (one-token
+    sequences: always). Biases sum in transformers' order, in float32, so the scores match bit for bit."""
+    bias = np.zeros_like(scores)
+    bias[:, single_ids] = single_biases
+    rows = np.arange(ids.shape[0])[:, None]
+    for prefixes, last, values in multi:
+        k = prefixes.shape[1]
+        if k <= ids.shape[1]:
+            match = (ids[:, None, ids.shape[1] - k:] == prefixes[None]).all(axis=-1)  # (N, G)
+            np.add.at(bias, (rows, last[None, :]), np.where(match, values, np.float32(0)))
+    return scores + bias
+
+
+def _suppress(scores, tokens):
+    scores = scores.copy()
+    scores[:, np.asarray(tokens, dtype=np.int64)] = -np.inf
+    return scores
+
+
+def _force(scores, tokens):
+    """Only `tokens` (score 0) remain."""
+    forced = np.full_like(scores, -np.inf)
+    forced[:, np.asarray(tokens, dtype=np.int64)] = 0
+    return forced
+
+
+def _exponential_decay(scores, eos, steps, factor):
+    """transformers' ExponentialDecayLengthPenalty, `steps` tokens past its start: each eos score grows by
+    |score| * (factor ** steps - 1), |.| so that a negative score grows too; an infinite one stays."""
+    if steps <= 0 or not eos.size:
+        return scores
+    scores = scores.copy()
+    eos_scores = scores[:, eos]
+    size = np.where(np.isfinite(eos_scores), np.abs(eos_scores), np.float32(0))
+    scores[:, eos] = eos_scores + size * np.float32(factor ** steps - 1)
+    return scores
 
 
 def _repetition_penalty(ids, scores, penalty, ignore_before):
@@ -388,10 +555,13 @@ def _ban_bad_words(ids, scores, single, multi):
     return scores
 
 
-def top_k_filter(scores: np.ndarray, k: int) -> np.ndarray:
+def _kth_largest(scores: np.ndarray, k: int) -> np.ndarray:
     k = min(k, scores.shape[-1])
-    kth = -np.partition(-scores, k - 1, axis=-1)[:, k - 1:k]
-    return np.where(scores < kth, np.float32(-np.inf), scores)
+    return -np.partition(-scores, k - 1, axis=-1)[:, k - 1:k]
+
+
+def top_k_filter(scores: np.ndarray, k: int) -> np.ndarray:
+    return np.where(scores < _kth_largest(scores, k), np.float32(-np.inf), scores)
 
 
 def _softmax(x: np.ndarray) -> np.ndarray:
@@ -442,6 +612,24 @@ def typical_filter(scores: np.ndarray, mass: float, min_keep: int = 1) -> np.nda
     remove = np.empty_like(remove_sorted)
     np.put_along_axis(remove, order, remove_sorted, axis=-1)
     return np.where(remove, np.float32(-np.inf), scores)
+
+
+def epsilon_filter(scores: np.ndarray, epsilon: float, min_keep: int = 1) -> np.ndarray:
+    """Epsilon sampling: drop the tokens less likely than `epsilon` (but never the `min_keep` likeliest)."""
+    remove = _softmax(scores) < np.float32(epsilon)
+    return np.where(remove & (scores < _kth_largest(scores, min_keep)), np.float32(-np.inf), scores)
+
+
+def eta_filter(scores: np.ndarray, eta: float, min_keep: int = 1) -> np.ndarray:
+    """Eta sampling: epsilon sampling whose cutoff, min(eta, sqrt(eta) * exp(-entropy)), falls as the
+    distribution spreads."""
+    logp = log_softmax(scores)
+    p = np.exp(logp)
+    # log p clamped as torch's Categorical.entropy does, so that 0 * -inf counts 0
+    entropy = -(p * np.maximum(logp, np.finfo(np.float32).min)).sum(axis=-1, keepdims=True)
+    eta = np.float32(eta)
+    remove = p < np.minimum(eta, np.sqrt(eta) * np.exp(-entropy))
+    return np.where(remove & (scores < _kth_largest(scores, min_keep)), np.float32(-np.inf), scores)
 
 
 def sample_from(scores: np.ndarray, uniform: np.ndarray) -> np.ndarray:
@@ -518,8 +706,8 @@ _NO_EFFECT_ON_TOKENS = frozenset({
 
 
 def _warn_ignored_fields(config: GenerationConfig) -> None:
-    """A generation_config.json may carry transformers fields we do not implement (forced_eos_token_id,
-    suppress_tokens, ...); passed as arguments they raise, read from a file they are kept for saving but cannot
+    """A generation_config.json may carry transformers fields we do not implement (guidance_scale,
+    remove_invalid_values, ...); passed as arguments they raise, read from a file they are kept for saving but cannot
     steer the decoding: say so rather than decode differently in silence."""
     ignored = sorted(k for k in config.extra if k not in _NO_EFFECT_ON_TOKENS)
     if ignored:
@@ -581,6 +769,10 @@ def prepare(config: GenerationConfig, input_ids: np.ndarray, attention_mask: np.
                        "pad prompts on the left (tokenizer padding_side='left') for correct results")
     max_length, min_length = resolve_lengths(config, input_ids.shape[1], n_positions)
     _bad_word_tables(config.bad_words_ids, config.eos_token_ids, vocab_size)  # raises on out-of-vocab ids
+    _check_in_vocab(config, vocab_size)
+    if config.exponential_decay_length_penalty is not None and not config.eos_token_ids:
+        raise ValueError("`exponential_decay_length_penalty` raises the eos score: it needs an eos_token_id. "
+                         "Received: eos_token_id=None")
     return config, input_ids, attention_mask, max_length, min_length
 
 
@@ -597,10 +789,10 @@ def decode(backend: DecodeBackend, config: GenerationConfig, input_ids: np.ndarr
             raise ValueError("A streamer cannot be used with beam search: set num_beams=1")
         keep = (len(config.eos_token_ids) + 1) if config.do_sample else 1
         processor = LogitsProcessor(config, prompt_length=ids.shape[1], min_length=min_length,
-                                    vocab_size=_UNKNOWN_VOCAB, ignore_before=ignore_before,
+                                    max_length=max_length, vocab_size=_UNKNOWN_VOCAB, ignore_before=ignore_before,
                                     min_tokens_to_keep=max(keep, 2) if config.do_sample else 1)
         return _beam_search(backend, config, processor, ids, mask, max_length, out_of_time)
-    processor = LogitsProcessor(config, prompt_length=ids.shape[1], min_length=min_length,
+    processor = LogitsProcessor(config, prompt_length=ids.shape[1], min_length=min_length, max_length=max_length,
                                 vocab_size=_UNKNOWN_VOCAB, ignore_before=ignore_before)
     stops = None if config.stop_strings is None else StopStrings(config.stop_strings, tokenizer)
     return _greedy_or_sample(backend, config, processor, ids, mask, max_length, streamer, out_of_time, stops)
@@ -624,7 +816,12 @@ def is_plain_greedy(config: GenerationConfig) -> bool:
     and LogitsProcessor consult, so that a new field cannot be skipped there in silence."""
     return (not config.do_sample and config.num_beams == 1 and config.num_return_sequences == 1
             and config.repetition_penalty == 1.0 and config.no_repeat_ngram_size == 0
-            and config.bad_words_ids is None and config.max_time is None and config.stop_strings is None)
+            and config.bad_words_ids is None and config.max_time is None and config.stop_strings is None
+            and config.sequence_bias is None and config.forced_bos_token_id is None
+            and config.forced_eos_token_id is None and config.exponential_decay_length_penalty is None
+            and not config.suppress_tokens and not config.begin_suppress_tokens
+            # log-softmax keeps the order, but its rounding can tie two close scores, and argmax picks the first
+            and not config.renormalize_logits)
 
 
 class StopStrings:

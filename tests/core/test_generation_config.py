@@ -222,10 +222,10 @@ def test_greedy_loop_stops_at_eos_and_pads():
 
 
 def test_file_fields_we_do_not_implement_are_named_when_decoding():
-    config = GenerationConfig.from_dict({"suppress_tokens": [4], "output_scores": True, "forced_eos_token_id": 3,
+    config = GenerationConfig.from_dict({"remove_invalid_values": True, "output_scores": True, "guidance_scale": 1.5,
                                          "max_new_tokens": 2})
     ids = np.array([[1, 2, 3]])
-    with pytest.warns(UserWarning, match=r"ignores .*: forced_eos_token_id=3, suppress_tokens=\[4\]$"):
+    with pytest.warns(UserWarning, match=r"ignores .*: guidance_scale=1.5, remove_invalid_values=True$"):
         prepare(config, ids, None, n_positions=16, vocab_size=10)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # nothing to say about a config without such fields

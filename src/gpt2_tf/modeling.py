@@ -161,16 +161,23 @@ def _unfused_under_threaded_xla(y):
     product goes to Eigen, which uses them all. Decoding gpt2-small at batch 1 with 2 threads: 35 tok/s unfused
     against 30.6 fused (bench/bench_tf_generate.py --threads 2). With one thread the fused kernel is the faster
     (~15% on the products alone), so it stays; products of more rows go to Eigen either way."""
-    if y.shape[0] != 1 or not in_xla_compilation() or intra_op_threads() == 1:
+    if y.shape[0] != 1 or not in_xla_compilation() or intra_op_threads() == 1 or _xla_ops() is None:
         return y
     return _optimization_barrier(y)
 
 
+def _xla_ops():
+    """TensorFlow's XLA op wrappers: no public API, so a TensorFlow without them gets None (and the fused kernel)."""
+    try:
+        from tensorflow.compiler.tf2xla.python import xla
+    except ImportError:  # pragma: no cover - a TensorFlow without the module
+        return None
+    return xla
+
+
 @tf.custom_gradient
 def _optimization_barrier(y):
-    from tensorflow.compiler.tf2xla.python import xla  # no public API; the op has no gradient of its own
-
-    return xla.optimization_barrier(y)[0], lambda dy: dy
+    return _xla_ops().optimization_barrier(y)[0], lambda dy: dy  # the op has no gradient of its own
 
 
 def intra_op_threads() -> int:

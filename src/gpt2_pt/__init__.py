@@ -6,6 +6,8 @@
 """
 
 from gpt2_core.config import GPT2Config
+from gpt2_core.generation import GenerationConfig
+from gpt2_core.streamers import TextStreamer
 
 from .loading import from_pretrained, save_pretrained
 from .modeling import (
@@ -20,7 +22,7 @@ from .modeling import (
 )
 
 __all__ = [
-    "GPT2Config", "GPT2Model", "GPT2LMHeadModel", "GPT2DoubleHeadsModel", "GPT2ForSequenceClassification",
-    "GPT2ForTokenClassification", "GPT2ForQuestionAnswering", "GPT2PreTrainedModel", "KVCache",
-    "from_pretrained", "save_pretrained",
+    "GPT2Config", "GenerationConfig", "TextStreamer", "GPT2Model", "GPT2LMHeadModel", "GPT2DoubleHeadsModel",
+    "GPT2ForSequenceClassification", "GPT2ForTokenClassification", "GPT2ForQuestionAnswering", "GPT2PreTrainedModel",
+    "KVCache", "from_pretrained", "save_pretrained",
 ]

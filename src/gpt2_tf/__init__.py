@@ -8,6 +8,8 @@ Never imports torch (pytorch_model.bin is read only when torch happens to be ins
 """
 
 from gpt2_core.config import GPT2Config
+from gpt2_core.generation import GenerationConfig
+from gpt2_core.streamers import TextStreamer
 
 from .loading import from_pretrained, save_pretrained
 from .modeling import (
@@ -22,7 +24,7 @@ from .modeling import (
 )
 
 __all__ = [
-    "GPT2Config", "TFGPT2Model", "TFGPT2LMHeadModel", "TFGPT2DoubleHeadsModel", "TFGPT2ForSequenceClassification",
-    "TFGPT2ForTokenClassification", "TFGPT2ForQuestionAnswering", "TFGPT2PreTrainedModel",
-    "KVCache", "from_pretrained", "save_pretrained",
+    "GPT2Config", "GenerationConfig", "TextStreamer", "TFGPT2Model", "TFGPT2LMHeadModel", "TFGPT2DoubleHeadsModel",
+    "TFGPT2ForSequenceClassification", "TFGPT2ForTokenClassification", "TFGPT2ForQuestionAnswering",
+    "TFGPT2PreTrainedModel", "KVCache", "from_pretrained", "save_pretrained",
 ]

@@ -298,3 +298,14 @@ def test_stop_strings_need_a_tokenizer_and_no_beams():
     for bad in ("", [], [""], [3]):
         with pytest.raises(ValueError, match="stop_strings"):
             GenerationConfig(stop_strings=bad)
+
+
+def test_the_package_exports_it_as_transformers_does():
+    import gpt2_core
+    from gpt2_core import generation, streamers
+
+    assert gpt2_core.GenerationConfig is generation.GenerationConfig  # loaded on first use (numpy)
+    assert gpt2_core.TextStreamer is streamers.TextStreamer
+    assert set(gpt2_core.__all__) >= {"GenerationConfig", "TextStreamer"}
+    with pytest.raises(AttributeError, match="no attribute 'GenerationConfiguration'"):
+        gpt2_core.GenerationConfiguration

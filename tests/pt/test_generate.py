@@ -519,3 +519,10 @@ def test_stop_strings_like_transformers(reference, ours, tmp_path):
     assert (got[0, ids.shape[1] + 5:] == PAD).all() or got.shape[1] < free.shape[1]  # row 0 stopped at its string
     with pytest.raises(ValueError, match="tokenizer="):
         pt_generation.generate(ours, ids, max_new_tokens=2, pad_token_id=PAD, stop_strings=["x"])
+
+
+def test_generation_names_come_with_the_backend():
+    import gpt2_core
+    import gpt2_pt
+
+    assert (gpt2_pt.GenerationConfig, gpt2_pt.TextStreamer) == (gpt2_core.GenerationConfig, gpt2_core.TextStreamer)

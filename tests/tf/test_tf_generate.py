@@ -333,3 +333,10 @@ def test_max_time_stops_after_one_token(lm, execution):
     assert out.shape[1] == ids.shape[1] + 1  # decoded token by token (the compiled loop has no clock)
     full = lm.generate(ids, attention_mask=mask, max_new_tokens=6, pad_token_id=PAD, execution=execution).numpy()
     np.testing.assert_array_equal(out, full[:, :out.shape[1]])
+
+
+def test_generation_names_come_with_the_backend():
+    import gpt2_core
+    import gpt2_tf
+
+    assert (gpt2_tf.GenerationConfig, gpt2_tf.TextStreamer) == (gpt2_core.GenerationConfig, gpt2_core.TextStreamer)

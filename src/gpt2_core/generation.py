@@ -616,8 +616,7 @@ def typical_filter(scores: np.ndarray, mass: float, min_keep: int = 1) -> np.nda
 
 def epsilon_filter(scores: np.ndarray, epsilon: float, min_keep: int = 1) -> np.ndarray:
     """Epsilon sampling: drop the tokens less likely than `epsilon` (but never the `min_keep` likeliest)."""
-    remove = _softmax(scores) < np.float32(epsilon)
-    return np.where(remove & (scores < _kth_largest(scores, min_keep)), np.float32(-np.inf), scores)
+    return _cut_below(scores, _softmax(scores), np.float32(epsilon), min_keep)
 
 
 def eta_filter(scores: np.ndarray, eta: float, min_keep: int = 1) -> np.ndarray:
@@ -628,8 +627,13 @@ def eta_filter(scores: np.ndarray, eta: float, min_keep: int = 1) -> np.ndarray:
     # log p clamped as torch's Categorical.entropy does, so that 0 * -inf counts 0
     entropy = -(p * np.maximum(logp, np.finfo(np.float32).min)).sum(axis=-1, keepdims=True)
     eta = np.float32(eta)
-    remove = p < np.minimum(eta, np.sqrt(eta) * np.exp(-entropy))
-    return np.where(remove & (scores < _kth_largest(scores, min_keep)), np.float32(-np.inf), scores)
+    return _cut_below(scores, p, np.minimum(eta, np.sqrt(eta) * np.exp(-entropy)), min_keep)
+
+
+def _cut_below(scores, probs, cutoff, min_keep):
+    """Drop the tokens whose probability is under `cutoff`, except the `min_keep` likeliest (ties included)."""
+    remove = (probs < cutoff) & (scores < _kth_largest(scores, min_keep))
+    return np.where(remove, np.float32(-np.inf), scores)
 
 
 def sample_from(scores: np.ndarray, uniform: np.ndarray) -> np.ndarray:

@@ -1,7 +1,12 @@
 """PyTorch forward vs transformers' forward: gpt2-small shape, random weights, fp32, 2 threads.
 
 Both models hold the same weights; each round times one forward of each, alternately, in one process. Prints the
-median time of each, the ratio ours / transformers (below 1: ours is faster) and the largest logit difference.
+median time of each, the ratio ours / transformers (below 1: ours is faster), the median of the per-round ratios
+(pairs run next to each other, so a load spike hits both) and the largest logit difference.
+
+Each round also times the forward's weight products alone: the 49 matrix products of the same shapes, with the
+model's own weights, in the model's order, and nothing else. Both forwards run exactly these products (the same
+MKL kernels), so their time is shared; the rest of each forward is its own overhead, printed as "other".
 
     python bench/bench_pt_forward.py [--rounds 15] [--threads 2] [--shapes 1x128,8x128]
 """
@@ -38,18 +43,38 @@ def main():
     for shape in args.shapes.split(","):
         batch, length = (int(n) for n in shape.split("x"))
         ids = torch.randint(0, 50257, (batch, length), generator=torch.Generator().manual_seed(batch))
-        runs = {"ours": lambda: ours(ids).logits, "transformers": lambda: reference(ids).logits}
+        runs = {"ours": lambda: ours(ids).logits, "transformers": lambda: reference(ids).logits,
+                "products": _products(ours, batch * length)}
         times = {name: [] for name in runs}
         with torch.inference_mode():
             diff = (runs["ours"]() - runs["transformers"]()).abs().max().item()  # also the warm-up
+            runs["products"]()
             for _ in range(args.rounds):
                 for name, run in runs.items():
                     start = time.perf_counter()
                     run()
                     times[name].append(time.perf_counter() - start)
-        ours_ms, ref_ms = (1e3 * statistics.median(times[n]) for n in ("ours", "transformers"))
+        ours_ms, ref_ms, products_ms = (1e3 * statistics.median(times[n]) for n in runs)
+        paired = statistics.median(o / r for o, r in zip(times["ours"], times["transformers"]))
         print(f"forward {shape:>6}: ours {ours_ms:8.1f} ms   transformers {ref_ms:8.1f} ms   "
-              f"ratio {ours_ms / ref_ms:.3f}   max |logit diff| {diff:.2e}")
+              f"ratio {ours_ms / ref_ms:.3f} (per-round median {paired:.3f})   max |logit diff| {diff:.2e}")
+        print(f"        products alone {products_ms:8.1f} ms ({products_ms / ref_ms:.3f}x transformers); other: "
+              f"ours {ours_ms - products_ms:6.1f} ms, transformers {ref_ms - products_ms:6.1f} ms")
+
+
+def _products(model, rows):
+    """The forward's weight products and nothing else: every Conv1D's x @ W + b, then the LM head, on `rows` rows."""
+    from gpt2_pt.modeling import Conv1D
+
+    layers = [m for m in model.modules() if isinstance(m, Conv1D)]
+    head = model.lm_head.weight
+    x = {n: torch.randn(rows, n) for n in {m.weight.shape[0] for m in layers} | {head.shape[1]}}
+
+    def run():
+        for m in layers:
+            torch.addmm(m.bias, x[m.weight.shape[0]], m.weight)
+        return torch.nn.functional.linear(x[head.shape[1]], head)
+    return run
 
 
 if __name__ == "__main__":

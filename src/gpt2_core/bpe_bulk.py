@@ -112,13 +112,7 @@ class _LockstepMerger:
         self.shift = 64 - self.mask.bit_length()
         self.table = np.full(self.mask + 1, -1, dtype=np.int64)  # -1: empty slot
         packed = (left * self.stride + right) << _RANK_BITS | ranks
-        todo, slot = np.arange(len(packed)), self._slots(packed >> _RANK_BITS)
-        while len(todo):
-            free = self.table[slot] == -1
-            self.table[slot[free]] = packed[todo[free]]  # keys racing for one free slot: the last write wins it
-            won = np.zeros(len(todo), dtype=bool)
-            won[free] = self.table[slot[free]] == packed[todo[free]]
-            todo, slot = todo[~won], (slot[~won] + 1) & self.mask
+        _fill_slots(np, self.table, self.mask, packed, self._slots(packed >> _RANK_BITS))
 
     def _slots(self, keys):
         # Fibonacci hashing: the top bits of key * 2**64 / golden ratio (int64 products wrap, as uint64 ones do;
@@ -378,6 +372,19 @@ def _equal_short(np, a, a_starts, b_starts, lengths):
     return short, differ == 0
 
 
+def _fill_slots(np, table, mask, values, slot) -> None:
+    """Write each of `values` (distinct, none -1) into `table` (open addressing, -1: empty) at the first empty slot
+    from `slot` on, all at once: values racing for one free slot are all written, the last write wins it, and the
+    others probe on."""
+    todo = np.arange(len(values))
+    while len(todo):
+        free = table[slot] == -1
+        table[slot[free]] = values[todo[free]]
+        won = np.zeros(len(todo), dtype=bool)
+        won[free] = table[slot[free]] == values[todo[free]]
+        todo, slot = todo[~won], (slot[~won] + 1) & mask
+
+
 def _ranges(np, starts, counts):
     """The indices of the ranges [starts[k], starts[k] + counts[k]) (counts >= 1), one after the other: a
     cumulative sum of steps of 1, with a jump at the start of each range (one array, no temporaries)."""
@@ -572,13 +579,7 @@ class _SequenceIndex:
         return (hashes >> self.np.uint64(self.shift)).astype(self.np.int64)
 
     def _place(self, entries) -> None:
-        slot = self._slots(self.hash.values[entries])
-        while len(entries):
-            free = self.slots[slot] == -1
-            self.slots[slot[free]] = entries[free]  # entries racing for one free slot: the last write wins it
-            won = self.np.zeros(len(entries), dtype=bool)
-            won[free] = self.slots[slot[free]] == entries[free]
-            entries, slot = entries[~won], (slot[~won] + 1) & self.mask
+        _fill_slots(self.np, self.slots, self.mask, entries, self._slots(self.hash.values[entries]))
 
 
 class _BulkEncoder:

@@ -18,6 +18,7 @@ import statistics
 import time
 
 import torch
+from pt_products import weight_products  # bench/
 
 
 def main():
@@ -44,7 +45,7 @@ def main():
         batch, length = (int(n) for n in shape.split("x"))
         ids = torch.randint(0, 50257, (batch, length), generator=torch.Generator().manual_seed(batch))
         runs = {"ours": lambda: ours(ids).logits, "transformers": lambda: reference(ids).logits,
-                "products": _products(ours, batch * length)}
+                "products": weight_products(ours, batch * length)}
         times = {name: [] for name in runs}
         with torch.inference_mode():
             diff = (runs["ours"]() - runs["transformers"]()).abs().max().item()  # also the warm-up
@@ -60,21 +61,6 @@ def main():
               f"ratio {ours_ms / ref_ms:.3f} (per-round median {paired:.3f})   max |logit diff| {diff:.2e}")
         print(f"        products alone {products_ms:8.1f} ms ({products_ms / ref_ms:.3f}x transformers); other: "
               f"ours {ours_ms - products_ms:6.1f} ms, transformers {ref_ms - products_ms:6.1f} ms")
-
-
-def _products(model, rows):
-    """The forward's weight products and nothing else: every Conv1D's x @ W + b, then the LM head, on `rows` rows."""
-    from gpt2_pt.modeling import Conv1D
-
-    layers = [m for m in model.modules() if isinstance(m, Conv1D)]
-    head = model.lm_head.weight
-    x = {n: torch.randn(rows, n) for n in {m.weight.shape[0] for m in layers} | {head.shape[1]}}
-
-    def run():
-        for m in layers:
-            torch.addmm(m.bias, x[m.weight.shape[0]], m.weight)
-        return torch.nn.functional.linear(x[head.shape[1]], head)
-    return run
 
 
 if __name__ == "__main__":

@@ -9,9 +9,9 @@ __version__ = "0.1.0"
 
 
 def __getattr__(name):
-    # generation imports numpy: loaded on first use, so that `import gpt2_core` (the tokenizer) stays light
+    # generation_config imports numpy: loaded on first use, so that `import gpt2_core` (the tokenizer) stays light
     if name == "GenerationConfig":
-        from .generation import GenerationConfig
+        from .generation_config import GenerationConfig
 
         return GenerationConfig
     raise AttributeError(f"module 'gpt2_core' has no attribute {name!r}")

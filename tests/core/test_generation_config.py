@@ -1,18 +1,18 @@
-"""GenerationConfig (fields, defaults, checks, generation_config.json) and the numpy logits processors, against
-transformers."""
+"""GenerationConfig against transformers': fields and defaults (the processors' fields included), checks that name
+the field and the value, generation_config.json both ways, lengths, and the package's lazy export."""
 
 import json
 import os
-import warnings
 
-import numpy as np
 import pytest
 
-from gpt2_core.generation import (GENERATION_CONFIG_NAME, GenerationConfig, LogitsProcessor, decode, prepare,
-                                  min_p_filter, resolve_lengths, top_k_filter, top_p_filter, typical_filter)
+from gpt2_core.generation_config import GENERATION_CONFIG_NAME, GenerationConfig, resolve_lengths
 
 transformers = pytest.importorskip("transformers")
 torch = pytest.importorskip("torch")
+
+NEW_FIELDS = ("epsilon_cutoff", "eta_cutoff", "renormalize_logits", "forced_bos_token_id", "forced_eos_token_id",
+              "exponential_decay_length_penalty", "suppress_tokens", "begin_suppress_tokens", "sequence_bias")
 
 
 def test_defaults_are_transformers_effective_defaults():
@@ -117,194 +117,89 @@ def test_lengths():
         resolve_lengths(GenerationConfig(), 1024, 1024)
 
 
-# -- processors: same numbers as transformers' LogitsProcessors
-
-def _scores(rows=4, vocab=50, seed=0):
-    return np.random.default_rng(seed).normal(size=(rows, vocab)).astype(np.float32) * 3
+# -- the processors' fields: transformers' defaults, checks, files
 
 
-def _ids(rows=4, length=12, vocab=50, seed=1):
-    return np.random.default_rng(seed).integers(0, vocab, size=(rows, length))
+def test_processor_field_defaults_are_transformers_effective_defaults():
+    theirs = transformers.GenerationConfig()
+    defaults = transformers.GenerationConfig._get_default_generation_params()
+    for name in NEW_FIELDS:
+        expected = defaults.get(name, getattr(theirs, name))
+        assert getattr(GenerationConfig(), name) == (False if name == "renormalize_logits" else expected), name
+    assert theirs.renormalize_logits is None  # transformers: None, read as False
 
 
-def _theirs(processor, ids, scores):
-    return processor(torch.from_numpy(ids), torch.from_numpy(scores.copy())).numpy()
+@pytest.mark.parametrize("kwargs,name", [
+    (dict(suppress_tokens=[1, -2]), "suppress_tokens"), (dict(suppress_tokens=3), "suppress_tokens"),
+    (dict(begin_suppress_tokens=[1.0]), "begin_suppress_tokens"), (dict(begin_suppress_tokens="ab"),
+                                                                   "begin_suppress_tokens"),
+    (dict(forced_bos_token_id=-1), "forced_bos_token_id"), (dict(forced_bos_token_id=[3]), "forced_bos_token_id"),
+    (dict(forced_eos_token_id=[]), "forced_eos_token_id"), (dict(forced_eos_token_id=[1, True]),
+                                                            "forced_eos_token_id"),
+    (dict(forced_eos_token_id=2.0), "forced_eos_token_id"),
+    (dict(sequence_bias=[]), "sequence_bias"), (dict(sequence_bias={}), "sequence_bias"),
+    (dict(sequence_bias=[[[], 1.0]]), "sequence_bias"), (dict(sequence_bias=[[[1, -1], 1.0]]), "sequence_bias"),
+    (dict(sequence_bias=[[[1], "big"]]), "sequence_bias"), (dict(sequence_bias=[[1, 1.0]]), "sequence_bias"),
+    (dict(sequence_bias={1: 1.0}), "sequence_bias"), (dict(sequence_bias=[[[1], float("nan")]]), "sequence_bias"),
+    (dict(sequence_bias=[[[1], 1.0, 2.0]]), "sequence_bias"),
+    (dict(epsilon_cutoff=1.0), "epsilon_cutoff"), (dict(epsilon_cutoff=-0.1), "epsilon_cutoff"),
+    (dict(eta_cutoff=1.5), "eta_cutoff"), (dict(eta_cutoff="0.1"), "eta_cutoff"),
+    (dict(exponential_decay_length_penalty=(5,)), "exponential_decay_length_penalty"),
+    (dict(exponential_decay_length_penalty=(-1, 1.5)), "exponential_decay_length_penalty"),
+    (dict(exponential_decay_length_penalty=(2, 0.0)), "exponential_decay_length_penalty"),
+    (dict(exponential_decay_length_penalty=(2.5, 1.5)), "exponential_decay_length_penalty"),
+    (dict(exponential_decay_length_penalty=1.5), "exponential_decay_length_penalty"),
+    (dict(renormalize_logits=1), "renormalize_logits"),
+    # transformers' check: a forced token that is also suppressed leaves no token at all
+    (dict(suppress_tokens=[3, 4], forced_eos_token_id=[4, 3]), "forced_eos_token_id"),
+    (dict(suppress_tokens=[3], forced_bos_token_id=3), "forced_bos_token_id"),
+])
+def test_bad_values_raise_naming_the_field_and_value(kwargs, name):
+    with pytest.raises(ValueError, match=rf"`{name}`.*Received: .*{name}="):
+        GenerationConfig(**kwargs)
+    with pytest.raises(ValueError, match=name):  # an update is checked whole, before it changes anything
+        GenerationConfig().update(**kwargs)
 
 
-@pytest.mark.parametrize("penalty", [1.3, 0.6])
-def test_repetition_penalty(penalty):
-    from transformers.generation import logits_process as lp
-
-    ids, scores = _ids(), _scores()
-    ours = LogitsProcessor(GenerationConfig(repetition_penalty=penalty), prompt_length=12, min_length=0,
-                           vocab_size=50, ignore_before=np.array([0, 3, 0, 5]))
-    theirs = lp.RepetitionPenaltyLogitsProcessor(penalty, prompt_ignore_length=torch.tensor([0, 3, 0, 5]))
-    np.testing.assert_array_equal(ours(ids, scores, warp=False), _theirs(theirs, ids, scores))
+def test_good_values_pass():
+    GenerationConfig(suppress_tokens=[], begin_suppress_tokens=(1, 2), forced_eos_token_id=[3, 4],
+                     forced_bos_token_id=0, epsilon_cutoff=3e-4, eta_cutoff=0.0, renormalize_logits=True,
+                     exponential_decay_length_penalty=[0, 0.5], sequence_bias=[[[1, 2], -1.0], [[3], 2]])
+    GenerationConfig(suppress_tokens=[4], forced_eos_token_id=[4, 5])  # one forced token stays
 
 
-@pytest.mark.parametrize("n", [1, 2, 3])
-def test_no_repeat_ngram(n):
-    from transformers.generation import logits_process as lp
-
-    ids, scores = _ids(vocab=6), _scores(vocab=6)  # a small vocab so n-grams repeat
-    ours = LogitsProcessor(GenerationConfig(no_repeat_ngram_size=n), prompt_length=12, min_length=0, vocab_size=6,
-                           ignore_before=None)
-    np.testing.assert_array_equal(ours(ids, scores, warp=False),
-                                  _theirs(lp.NoRepeatNGramLogitsProcessor(n), ids, scores))
+def test_sequence_bias_is_kept_in_transformers_5_form():
+    config = GenerationConfig(sequence_bias={(1, 2): -1.0, (3,): 2})
+    assert config.sequence_bias == [[[1, 2], -1.0], [[3], 2.0]]
+    assert isinstance(config.sequence_bias[1][1], float)  # transformers wants float biases
+    assert GenerationConfig(exponential_decay_length_penalty=[3, 1.5]).exponential_decay_length_penalty == (3, 1.5)
 
 
-def test_bad_words_and_min_length():
-    from transformers.generation import logits_process as lp
-
-    ids, scores = _ids(vocab=6), _scores(vocab=6)
-    bad = [[1], [2, 3], [4, 5, 0], [5]]
-    config = GenerationConfig(bad_words_ids=bad, eos_token_id=5)
-    ours = LogitsProcessor(config, prompt_length=12, min_length=13, vocab_size=6, ignore_before=None)
-    expected = _theirs(lp.NoBadWordsLogitsProcessor(bad, eos_token_id=5), ids, scores)
-    expected = _theirs(lp.MinLengthLogitsProcessor(13, 5), ids, expected)
-    np.testing.assert_array_equal(ours(ids, scores, warp=False), expected)
-
-
-def test_warpers_keep_the_same_tokens():
-    from transformers.generation import logits_process as lp
-
-    ids, scores = _ids(), _scores(rows=16)
-    for ours, theirs in [
-        (top_k_filter(scores, 7), lp.TopKLogitsWarper(7)),
-        (top_p_filter(scores, 0.7), lp.TopPLogitsWarper(0.7)),
-        (top_p_filter(scores, 0.7, 3), lp.TopPLogitsWarper(0.7, min_tokens_to_keep=3)),
-        (typical_filter(scores, 0.6), lp.TypicalLogitsWarper(0.6)),
-        (min_p_filter(scores, 0.2), lp.MinPLogitsWarper(0.2)),
-        (min_p_filter(scores, 0.9, 3), lp.MinPLogitsWarper(0.9, min_tokens_to_keep=3)),
-    ]:
-        expected = _theirs(theirs, ids, scores)
-        np.testing.assert_array_equal(np.isneginf(ours), np.isneginf(expected))
-        np.testing.assert_array_equal(ours[~np.isneginf(ours)], scores[~np.isneginf(ours)])
-
-
-class CountingBackend:
-    """A fake model: next-token logits depend on the last token only; counts calls."""
-
-    def __init__(self, vocab=10, seed=0):
-        self.table = np.random.default_rng(seed).normal(size=(vocab, vocab)).astype(np.float32) * 4
-        self.calls = 0
-        self.last = None
-
-    def prefill(self, input_ids, attention_mask):
-        self.calls += 1
-        self.last = input_ids[:, -1]
-        return self.table[self.last]
-
-    def step(self, tokens, attention_mask):
-        self.calls += 1
-        self.last = tokens
-        return self.table[tokens]
-
-    def reorder(self, index):
-        pass
-
-    def uniform(self, shape):
-        return np.random.default_rng(0).random(shape)
-
-
-def test_greedy_loop_stops_at_eos_and_pads():
-    backend = CountingBackend()
-    ids = np.array([[3], [4]])
-    first = backend.table[[3, 4]].argmax(-1)
-    config, ids, mask, max_length, min_length = prepare(GenerationConfig(eos_token_id=int(first[0]), pad_token_id=9,
-                                                                         max_new_tokens=5),
-                                                        ids, None, n_positions=100, vocab_size=10)
-    out = decode(backend, config, ids, mask, max_length=max_length, min_length=min_length)
-    assert out[0, 1] == first[0] and (out[0, 2:] == 9).all()  # row 0 ended at once, then padding
-    eos = int(first[0])
-    assert out.shape[1] == 6 or eos in out[1, 1:].tolist()  # stops early only when every row has ended
-    assert backend.calls == out.shape[1] - 1  # one prefill, then one step per token but the last
-
-
-def test_file_fields_we_do_not_implement_are_named_when_decoding():
-    config = GenerationConfig.from_dict({"remove_invalid_values": True, "output_scores": True, "guidance_scale": 1.5,
-                                         "max_new_tokens": 2})
-    ids = np.array([[1, 2, 3]])
-    with pytest.warns(UserWarning, match=r"ignores .*: guidance_scale=1.5, remove_invalid_values=True$"):
-        prepare(config, ids, None, n_positions=16, vocab_size=10)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")  # nothing to say about a config without such fields
-        prepare(GenerationConfig(max_new_tokens=2, extra={"output_scores": True}), ids, None, n_positions=16,
-                vocab_size=10)
-
-
-@pytest.mark.parametrize("beams", [1, 3])
-def test_max_time_stops_after_the_token_that_passes_it(beams):
-    ids = np.array([[3], [4]])
-    config, ids, mask, max_length, min_length = prepare(
-        GenerationConfig(max_new_tokens=6, max_time=1e-9, num_beams=beams, pad_token_id=9),
-        ids, None, n_positions=100, vocab_size=10)
-    out = decode(CountingBackend(), config, ids, mask, max_length=max_length, min_length=min_length)
-    assert out.shape == (2, 2)  # like transformers' MaxTimeCriteria: checked after each token, so one comes
-    roomy = config.copy(max_time=60.0)
-    assert decode(CountingBackend(), roomy, ids, mask, max_length=max_length, min_length=min_length).shape == (2, 7)
-    assert GenerationConfig.from_dict({"max_time": 2.5}).to_dict() == {"max_time": 2.5}
-
-
-# -- stop strings: transformers' StopStringCriteria is the reference
-
-
-@pytest.fixture(scope="module")
-def tokenizers(tmp_path_factory):
-    from gpt2_core import GPT2Tokenizer
-
-    ours = GPT2Tokenizer.from_pretrained("gpt2")
-    directory = tmp_path_factory.mktemp("tok")
-    ours.save_pretrained(directory)
-    return ours, transformers.AutoTokenizer.from_pretrained(directory)
-
-
-def test_stop_strings_match_transformers_criteria(tokenizers):
-    from hypothesis import given, settings, strategies as st
-
-    from gpt2_core.generation import StopStrings
-    from transformers.generation.stopping_criteria import StopStringCriteria
-
-    ours, theirs = tokenizers
-    for pieces, expected in ((["st", "op"], True), (["las", "topper"], True), (["hello", " stop"], True),
-                             (["stop", "at"], False), (["st", "opera", "tion"], False)):
-        ids = [i for piece in pieces for i in ours.encode(piece)]
-        assert StopStrings("stop", ours)(np.array(ids)) == expected, pieces
-    table = ours._bytes_table()
-    ascii_ids = [i for i in range(50257) if table[i].isascii() and 0 < len(table[i]) <= 4]
-    cache = {}
-
-    @settings(max_examples=80, deadline=None)
-    @given(st.lists(st.sampled_from(ascii_ids[:3000]), min_size=1, max_size=8), st.data())
-    def check(ids, data):
-        text = b"".join(table[i] for i in ids).decode()
-        start = data.draw(st.integers(0, len(text) - 1))
-        stop = text[start:start + data.draw(st.integers(1, 6))] if data.draw(st.booleans()) else \
-            data.draw(st.sampled_from(["the", " a", "\n", "x", "ing", ".", "zz"]))
-        if stop not in cache:
-            cache[stop] = (StopStrings(stop, ours), StopStringCriteria(theirs, [stop]))
-        mine, reference = cache[stop]
-        assert mine(np.array(ids)) == bool(reference(torch.tensor([ids]), None)[0]), (stop, ids)
-
-    check()
-
-
-def test_stop_strings_need_a_tokenizer_and_no_beams():
-    with pytest.raises(ValueError, match="tokenizer="):
-        prepare(GenerationConfig(stop_strings="x", max_new_tokens=2), np.array([[1]]), None, n_positions=8,
-                vocab_size=10)
-    with pytest.raises(ValueError, match="beam search"):
-        GenerationConfig(stop_strings=["x"], num_beams=2)
-    for bad in ("", [], [""], [3]):
-        with pytest.raises(ValueError, match="stop_strings"):
-            GenerationConfig(stop_strings=bad)
+def test_new_fields_round_trip_through_dicts_files_and_transformers(tmp_path):
+    config = GenerationConfig(suppress_tokens=[5, 6], begin_suppress_tokens=[7], forced_bos_token_id=1,
+                              forced_eos_token_id=[2, 3], sequence_bias={(4, 5): -2.5}, epsilon_cutoff=3e-4,
+                              eta_cutoff=2e-3, renormalize_logits=True, exponential_decay_length_penalty=(4, 1.2),
+                              do_sample=True)
+    assert GenerationConfig.from_dict(config.to_dict()) == config
+    config.save_pretrained(tmp_path / "ours")
+    data = json.loads((tmp_path / "ours" / "generation_config.json").read_text())
+    assert data["sequence_bias"] == [[[4, 5], -2.5]] and data["exponential_decay_length_penalty"] == [4, 1.2]
+    again = GenerationConfig.from_pretrained(tmp_path / "ours")
+    assert again == config and again.extra == {}
+    theirs = transformers.GenerationConfig.from_pretrained(tmp_path / "ours")
+    for name in NEW_FIELDS:
+        assert getattr(theirs, name) == getattr(config, name) or \
+            list(getattr(theirs, name)) == list(getattr(config, name)), name
+    theirs.save_pretrained(tmp_path / "theirs")
+    assert GenerationConfig.from_pretrained(tmp_path / "theirs") == config
 
 
 def test_the_package_exports_it_as_transformers_does():
     import gpt2_core
-    from gpt2_core import generation, streamers
+    from gpt2_core import generation, generation_config, streamers
 
-    assert gpt2_core.GenerationConfig is generation.GenerationConfig  # loaded on first use (numpy)
+    assert gpt2_core.GenerationConfig is generation_config.GenerationConfig  # loaded on first use (numpy)
+    assert generation.GenerationConfig is generation_config.GenerationConfig  # the path every backend imports
     assert gpt2_core.TextStreamer is streamers.TextStreamer
     assert set(gpt2_core.__all__) >= {"GenerationConfig", "TextStreamer"}
     with pytest.raises(AttributeError, match="no attribute 'GenerationConfiguration'"):

@@ -1,24 +1,21 @@
-"""The logits processors transformers configures by name (suppress_tokens, begin_suppress_tokens, forced bos/eos,
-sequence_bias, epsilon/eta sampling, the exponential length penalty, renormalize_logits): their fields, checks and
-files, and the same numbers as transformers' own LogitsProcessor classes, one by one and chained in the order
-transformers' `generate` builds them."""
-
-import json
+"""The logits processors and sampling filters, against transformers' own LogitsProcessor classes: one by one
+(repetition penalty, no-repeat n-grams, bad words, min length, the warpers, and the processors transformers
+configures by name: suppress_tokens, begin_suppress_tokens, forced bos/eos, sequence_bias, epsilon/eta sampling,
+the exponential length penalty, renormalize_logits), then all chained in the order transformers' `generate` builds
+them."""
 
 import numpy as np
 import pytest
 from hypothesis import given, reject, settings
 from hypothesis import strategies as st
 
-from gpt2_core.generation import (GenerationConfig, LogitsProcessor, epsilon_filter, eta_filter, is_plain_greedy,
-                                  prepare)
+from gpt2_core.generation_config import GenerationConfig
+from gpt2_core.logits_process import (LogitsProcessor, epsilon_filter, eta_filter, min_p_filter, top_k_filter,
+                                      top_p_filter, typical_filter)
 
 transformers = pytest.importorskip("transformers")
 torch = pytest.importorskip("torch")
 from transformers.generation import logits_process as lp  # noqa: E402
-
-NEW_FIELDS = ("epsilon_cutoff", "eta_cutoff", "renormalize_logits", "forced_bos_token_id", "forced_eos_token_id",
-              "exponential_decay_length_penalty", "suppress_tokens", "begin_suppress_tokens", "sequence_bias")
 
 
 def _scores(rows=4, vocab=20, seed=0, holes=0.0):
@@ -49,114 +46,50 @@ def _ours(config, ids, scores, *, prompt_length=None, max_length=30, warp=False,
     return processor(ids, scores, warp=warp)
 
 
-# -- fields: transformers' defaults, checks, files
-
-
-def test_defaults_are_transformers_effective_defaults():
-    theirs = transformers.GenerationConfig()
-    defaults = transformers.GenerationConfig._get_default_generation_params()
-    for name in NEW_FIELDS:
-        expected = defaults.get(name, getattr(theirs, name))
-        assert getattr(GenerationConfig(), name) == (False if name == "renormalize_logits" else expected), name
-    assert theirs.renormalize_logits is None  # transformers: None, read as False
-
-
-@pytest.mark.parametrize("kwargs,name", [
-    (dict(suppress_tokens=[1, -2]), "suppress_tokens"), (dict(suppress_tokens=3), "suppress_tokens"),
-    (dict(begin_suppress_tokens=[1.0]), "begin_suppress_tokens"), (dict(begin_suppress_tokens="ab"),
-                                                                   "begin_suppress_tokens"),
-    (dict(forced_bos_token_id=-1), "forced_bos_token_id"), (dict(forced_bos_token_id=[3]), "forced_bos_token_id"),
-    (dict(forced_eos_token_id=[]), "forced_eos_token_id"), (dict(forced_eos_token_id=[1, True]),
-                                                            "forced_eos_token_id"),
-    (dict(forced_eos_token_id=2.0), "forced_eos_token_id"),
-    (dict(sequence_bias=[]), "sequence_bias"), (dict(sequence_bias={}), "sequence_bias"),
-    (dict(sequence_bias=[[[], 1.0]]), "sequence_bias"), (dict(sequence_bias=[[[1, -1], 1.0]]), "sequence_bias"),
-    (dict(sequence_bias=[[[1], "big"]]), "sequence_bias"), (dict(sequence_bias=[[1, 1.0]]), "sequence_bias"),
-    (dict(sequence_bias={1: 1.0}), "sequence_bias"), (dict(sequence_bias=[[[1], float("nan")]]), "sequence_bias"),
-    (dict(sequence_bias=[[[1], 1.0, 2.0]]), "sequence_bias"),
-    (dict(epsilon_cutoff=1.0), "epsilon_cutoff"), (dict(epsilon_cutoff=-0.1), "epsilon_cutoff"),
-    (dict(eta_cutoff=1.5), "eta_cutoff"), (dict(eta_cutoff="0.1"), "eta_cutoff"),
-    (dict(exponential_decay_length_penalty=(5,)), "exponential_decay_length_penalty"),
-    (dict(exponential_decay_length_penalty=(-1, 1.5)), "exponential_decay_length_penalty"),
-    (dict(exponential_decay_length_penalty=(2, 0.0)), "exponential_decay_length_penalty"),
-    (dict(exponential_decay_length_penalty=(2.5, 1.5)), "exponential_decay_length_penalty"),
-    (dict(exponential_decay_length_penalty=1.5), "exponential_decay_length_penalty"),
-    (dict(renormalize_logits=1), "renormalize_logits"),
-    # transformers' check: a forced token that is also suppressed leaves no token at all
-    (dict(suppress_tokens=[3, 4], forced_eos_token_id=[4, 3]), "forced_eos_token_id"),
-    (dict(suppress_tokens=[3], forced_bos_token_id=3), "forced_bos_token_id"),
-])
-def test_bad_values_raise_naming_the_field_and_value(kwargs, name):
-    with pytest.raises(ValueError, match=rf"`{name}`.*Received: .*{name}="):
-        GenerationConfig(**kwargs)
-    with pytest.raises(ValueError, match=name):  # an update is checked whole, before it changes anything
-        GenerationConfig().update(**kwargs)
-
-
-def test_good_values_pass():
-    GenerationConfig(suppress_tokens=[], begin_suppress_tokens=(1, 2), forced_eos_token_id=[3, 4],
-                     forced_bos_token_id=0, epsilon_cutoff=3e-4, eta_cutoff=0.0, renormalize_logits=True,
-                     exponential_decay_length_penalty=[0, 0.5], sequence_bias=[[[1, 2], -1.0], [[3], 2]])
-    GenerationConfig(suppress_tokens=[4], forced_eos_token_id=[4, 5])  # one forced token stays
-
-
-def test_ids_outside_the_vocabulary_and_a_missing_eos_raise_in_prepare():
-    ids = np.array([[1, 2, 3]])
-    for name, value in [("suppress_tokens", [3, 10]), ("begin_suppress_tokens", [12]), ("forced_bos_token_id", 10),
-                        ("forced_eos_token_id", [1, 11]), ("sequence_bias", [[[1, 10], 1.0]])]:
-        with pytest.raises(ValueError, match=rf"`{name}` holds ids outside the vocabulary \(vocab_size=10\)"):
-            prepare(GenerationConfig(**{name: value}), ids, None, n_positions=16, vocab_size=10)
-    with pytest.raises(ValueError, match="exponential_decay_length_penalty.*eos_token_id"):
-        prepare(GenerationConfig(exponential_decay_length_penalty=(1, 1.5)), ids, None, n_positions=16, vocab_size=10)
-
-
-def test_sequence_bias_is_kept_in_transformers_5_form():
-    config = GenerationConfig(sequence_bias={(1, 2): -1.0, (3,): 2})
-    assert config.sequence_bias == [[[1, 2], -1.0], [[3], 2.0]]
-    assert isinstance(config.sequence_bias[1][1], float)  # transformers wants float biases
-    assert GenerationConfig(exponential_decay_length_penalty=[3, 1.5]).exponential_decay_length_penalty == (3, 1.5)
-
-
-def test_new_fields_round_trip_through_dicts_files_and_transformers(tmp_path):
-    config = GenerationConfig(suppress_tokens=[5, 6], begin_suppress_tokens=[7], forced_bos_token_id=1,
-                              forced_eos_token_id=[2, 3], sequence_bias={(4, 5): -2.5}, epsilon_cutoff=3e-4,
-                              eta_cutoff=2e-3, renormalize_logits=True, exponential_decay_length_penalty=(4, 1.2),
-                              do_sample=True)
-    assert GenerationConfig.from_dict(config.to_dict()) == config
-    config.save_pretrained(tmp_path / "ours")
-    data = json.loads((tmp_path / "ours" / "generation_config.json").read_text())
-    assert data["sequence_bias"] == [[[4, 5], -2.5]] and data["exponential_decay_length_penalty"] == [4, 1.2]
-    again = GenerationConfig.from_pretrained(tmp_path / "ours")
-    assert again == config and again.extra == {}
-    theirs = transformers.GenerationConfig.from_pretrained(tmp_path / "ours")
-    for name in NEW_FIELDS:
-        assert getattr(theirs, name) == getattr(config, name) or \
-            list(getattr(theirs, name)) == list(getattr(config, name)), name
-    theirs.save_pretrained(tmp_path / "theirs")
-    assert GenerationConfig.from_pretrained(tmp_path / "theirs") == config
-
-
-def test_fields_read_from_a_file_are_applied_not_warned_about():
-    import warnings
-
-    config = GenerationConfig.from_dict({"suppress_tokens": [4], "forced_eos_token_id": 3, "max_new_tokens": 2})
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        prepare(config, np.array([[1, 2, 3]]), None, n_positions=16, vocab_size=10)
-    assert config.extra == {} and config.suppress_tokens == [4]
-
-
-def test_plain_greedy_excludes_every_field_that_can_change_greedy_tokens():
-    assert is_plain_greedy(GenerationConfig())
-    for kwargs in (dict(suppress_tokens=[1]), dict(begin_suppress_tokens=[1]), dict(forced_bos_token_id=1),
-                   dict(forced_eos_token_id=1), dict(sequence_bias=[[[1], 1.0]]), dict(renormalize_logits=True),
-                   dict(exponential_decay_length_penalty=(1, 1.1))):
-        assert not is_plain_greedy(GenerationConfig(**kwargs)), kwargs
-    # sampling-only warpers cannot change greedy tokens: transformers ignores them there too
-    assert is_plain_greedy(GenerationConfig(epsilon_cutoff=0.1, eta_cutoff=0.1))
-
-
 # -- each processor against transformers' class
+
+
+@pytest.mark.parametrize("penalty", [1.3, 0.6])
+def test_repetition_penalty(penalty):
+    ids, scores = _ids(length=12, vocab=50), _scores(vocab=50)
+    ours = LogitsProcessor(GenerationConfig(repetition_penalty=penalty), prompt_length=12, min_length=0,
+                           vocab_size=50, ignore_before=np.array([0, 3, 0, 5]))
+    theirs = lp.RepetitionPenaltyLogitsProcessor(penalty, prompt_ignore_length=torch.tensor([0, 3, 0, 5]))
+    np.testing.assert_array_equal(ours(ids, scores, warp=False), _theirs([theirs], ids, scores))
+
+
+@pytest.mark.parametrize("n", [1, 2, 3])
+def test_no_repeat_ngram(n):
+    ids, scores = _ids(length=12, vocab=6), _scores(vocab=6)  # a small vocab so n-grams repeat
+    ours = LogitsProcessor(GenerationConfig(no_repeat_ngram_size=n), prompt_length=12, min_length=0, vocab_size=6,
+                           ignore_before=None)
+    np.testing.assert_array_equal(ours(ids, scores, warp=False),
+                                  _theirs([lp.NoRepeatNGramLogitsProcessor(n)], ids, scores))
+
+
+def test_bad_words_and_min_length():
+    ids, scores = _ids(length=12, vocab=6), _scores(vocab=6)
+    bad = [[1], [2, 3], [4, 5, 0], [5]]
+    config = GenerationConfig(bad_words_ids=bad, eos_token_id=5)
+    ours = LogitsProcessor(config, prompt_length=12, min_length=13, vocab_size=6, ignore_before=None)
+    expected = _theirs([lp.NoBadWordsLogitsProcessor(bad, eos_token_id=5), lp.MinLengthLogitsProcessor(13, 5)], ids,
+                       scores)
+    np.testing.assert_array_equal(ours(ids, scores, warp=False), expected)
+
+
+def test_warpers_keep_the_same_tokens():
+    ids, scores = _ids(rows=16), _scores(rows=16, vocab=50)
+    for ours, theirs in [
+        (top_k_filter(scores, 7), lp.TopKLogitsWarper(7)),
+        (top_p_filter(scores, 0.7), lp.TopPLogitsWarper(0.7)),
+        (top_p_filter(scores, 0.7, 3), lp.TopPLogitsWarper(0.7, min_tokens_to_keep=3)),
+        (typical_filter(scores, 0.6), lp.TypicalLogitsWarper(0.6)),
+        (min_p_filter(scores, 0.2), lp.MinPLogitsWarper(0.2)),
+        (min_p_filter(scores, 0.9, 3), lp.MinPLogitsWarper(0.9, min_tokens_to_keep=3)),
+    ]:
+        expected = _theirs([theirs], ids, scores)
+        np.testing.assert_array_equal(np.isneginf(ours), np.isneginf(expected))
+        np.testing.assert_array_equal(ours[~np.isneginf(ours)], scores[~np.isneginf(ours)])
 
 
 @settings(max_examples=40, deadline=None)

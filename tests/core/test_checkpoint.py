@@ -3,6 +3,7 @@ files fail naming the file, and tf_model.h5 is written exactly as transformers-T
 
 import json
 import os
+import re
 from pathlib import Path
 
 import h5py
@@ -240,19 +241,48 @@ def test_garbled_safetensors_header(saved):
     data = bytearray(saved.read_bytes())
     data[8:18] = b"#garbage!!"  # the opening of the JSON header
     saved.write_bytes(bytes(data))
-    with pytest.raises(CheckpointError, match=r"model.safetensors: has a corrupt safetensors header \(not valid JSON"):
+    with pytest.raises(CheckpointError, match=r"model.safetensors: is not a valid safetensors file .*invalid JSON"):
         checkpoint.read_weights(saved)
 
 
+def safetensors_bytes(header, data_size):
+    raw = json.dumps(header).encode()
+    return len(raw).to_bytes(8, "little") + raw + bytes(data_size)
+
+
+F32 = {"dtype": "F32", "shape": [1]}
+
+
 @pytest.mark.parametrize("content, problem", [
-    (b"abc", "too short"), (b"\xff" * 8 + b"{}", "declares a"),
-    (b"\x10\x00\x00\x00\x00\x00\x00\x00" + b'{"a": [1, 2, 3]}', "lacks dtype"),
+    (b"abc", "header too small"), (b"\xff" * 8 + b"{}", "header too large"),
+    (b"\x10\x00\x00\x00\x00\x00\x00\x00" + b'{"a": [1, 2, 3]}', "invalid JSON"),
+    # the layout the offsets are derived from: back to back, sized by dtype and shape, filling the data exactly
+    (safetensors_bytes({"a": {**F32, "data_offsets": [0, 4]}, "b": {**F32, "data_offsets": [8, 12]}}, 12),
+     "invalid offset for tensor `b`"),
+    (safetensors_bytes({"a": {**F32, "shape": [2], "data_offsets": [0, 8]}, "b": {**F32, "data_offsets": [4, 8]}}, 8),
+     "invalid offset for tensor `b`"),
+    (safetensors_bytes({"a": {**F32, "data_offsets": [0, 8]}}, 8), "invalid shape, data type, or offset"),
+    (safetensors_bytes({"a": {**F32, "data_offsets": [0, 4]}}, 8), "not fully covered"),
 ])
 def test_not_safetensors(tmp_path, content, problem):
     path = tmp_path / "model.safetensors"
     path.write_bytes(content)
-    with pytest.raises(CheckpointError, match=problem):
+    with pytest.raises(CheckpointError, match=f"model.safetensors: .*{re.escape(problem)}") as info:
         checkpoint.read_weights(path)
+    assert info.value.path == str(path)
+
+
+def test_offsets_follow_the_layout_with_empty_tensors(tmp_path):
+    state = {"empty": np.zeros((0, 4), np.float32), "a": np.arange(3, dtype=np.float16), "none": np.zeros(0, np.int8),
+             "b": np.arange(6, dtype=np.int64).reshape(2, 3), "c": np.ones((), np.float32)}
+    checkpoint.write_safetensors(state, tmp_path / "m.safetensors")
+    assert_same_state(checkpoint.read_safetensors(tmp_path / "m.safetensors"), state)
+    header, metadata, start = checkpoint.read_safetensors_header(tmp_path / "m.safetensors")
+    assert metadata == {"format": "pt"}
+    raw = (tmp_path / "m.safetensors").read_bytes()
+    assert json.loads(raw[8:start]) == {"__metadata__": metadata, **header}  # what the file itself says
+    checkpoint.write_safetensors({}, tmp_path / "none.safetensors", metadata={})
+    assert checkpoint.read_safetensors(tmp_path / "none.safetensors") == {}
 
 
 def test_unsupported_dtype_is_named(tmp_path):

@@ -21,16 +21,16 @@ from __future__ import annotations
 
 import logging
 import os
-from itertools import chain
 from typing import Any, Iterable, Mapping, Sequence
 
 from . import hub
-from .added_tokens import AddedEntry, AddedTokens
+from .added_tokens import AddedEntry
 from .bpe import EOS_TOKEN, ByteLevelBPE, byte_level_to_bytes
 from .tokenizer_io import (GPT2_MAX_LENGTH, SETTINGS, SPECIAL_TOKEN_KEYS, TOKENIZER_FILES, VERY_LARGE_INTEGER,
                            read_tokenizer_files, token_content, write_tokenizer_files)
 from .tokenizer_padding import as_list, pad_rows, strategies, to_tensors, truncate
 from .tokenizer_parallel import WorkerPool, encode_serial
+from .vocabulary import Vocabulary
 
 logger = logging.getLogger(__name__)
 
@@ -82,16 +82,9 @@ class GPT2Tokenizer:
                  model_max_length: int = GPT2_MAX_LENGTH, padding_side: str = "right",
                  truncation_side: str = "right", clean_up_tokenization_spaces: bool = False,
                  name_or_path: str = ""):
-        self.bpe = bpe if bpe is not None else ByteLevelBPE.builtin()
-        if vocab_extra is None:  # GPT-2's vocab.json: the BPE tokens plus <|endoftext|> right after them
-            vocab_extra = {EOS_TOKEN: len(self.bpe.tokens)}
-        self._vocab_extra = dict(vocab_extra)
-        self.vocab_size = max(chain((len(self.bpe.tokens) - 1,), self._vocab_extra.values())) + 1
-        self._added = AddedTokens(added_tokens)
-        self._version = 0  # bumped by every change to how text encodes (the worker pool checks it)
-        for content, index in self._vocab_extra.items():  # vocabulary entries without a merge act as specials
-            self._added.setdefault(content, AddedEntry(content, index, special=True))
-        self._size = max(chain((self.vocab_size,), (t.id + 1 for t in self._added.values())))
+        self._vocab = Vocabulary(bpe if bpe is not None else ByteLevelBPE.builtin(), vocab_extra, added_tokens)
+        self.bpe = self._vocab.bpe
+        self.vocab_size = self._vocab.base_size
         self._add_prefix_space = bool(add_prefix_space)
         self.errors = errors
         self.model_max_length = model_max_length
@@ -106,12 +99,11 @@ class GPT2Tokenizer:
                            ("mask_token", mask_token)):
             self._set_special(key, value)
         for content in additional_special_tokens:
-            self._register(content, special=True)
+            self._vocab.add(content, special=True)
             if content not in self._additional_special:
                 self._additional_special.append(content)
         self._workers: WorkerPool | None = None  # started by encode_batch(..., num_workers=n)
-        self._workers_key: tuple[int, int] | None = None
-        self._rebuild_added()
+        self._workers_key: tuple | None = None
 
     # --------------------------------------------------------------------------------------------- loading
     @classmethod
@@ -138,33 +130,27 @@ class GPT2Tokenizer:
         transformers (4 and 5) loads the directory with `AutoTokenizer.from_pretrained` and gives the same ids.
         Every file is written atomically.
         """
-        return write_tokenizer_files(os.fspath(save_directory), bpe=self.bpe, vocab=self._base_vocab(),
-                                     added=list(self._added.values()), special=self._special,
+        return write_tokenizer_files(os.fspath(save_directory), bpe=self.bpe, vocab=self._vocab.base_vocab(),
+                                     added=list(self._vocab.added.values()), special=self._special,
                                      additional_special=self._additional_special,
                                      add_prefix_space=self.add_prefix_space,
                                      settings={key: getattr(self, key) for key in SETTINGS})
 
-    def _base_vocab(self) -> dict[str, int]:
-        vocab = dict(self.bpe.encoder)
-        vocab.update(self._vocab_extra)
-        return dict(sorted(vocab.items(), key=lambda item: item[1]))
-
     # ------------------------------------------------------------------------------------ vocabulary views
     def __len__(self) -> int:
-        return self._size
+        return self._vocab.size
 
     def get_vocab(self) -> dict[str, int]:
-        vocab = dict(self.bpe.encoder)
-        vocab.update(self._vocab_extra)
-        vocab.update((t.content, t.id) for t in self._added.values())
+        vocab = self._vocab.base_vocab()
+        vocab.update((t.content, t.id) for t in self._vocab.added.values())
         return vocab
 
     def get_added_vocab(self) -> dict[str, int]:
-        return {t.content: t.id for t in sorted(self._added.values(), key=lambda t: t.id)}
+        return {t.content: t.id for t in sorted(self._vocab.added.values(), key=lambda t: t.id)}
 
     @property
     def added_tokens_decoder(self) -> dict[int, str]:
-        return {t.id: t.content for t in sorted(self._added.values(), key=lambda t: t.id)}
+        return {t.id: t.content for t in sorted(self._vocab.added.values(), key=lambda t: t.id)}
 
     @property
     def added_tokens_encoder(self) -> dict[str, int]:
@@ -177,26 +163,18 @@ class GPT2Tokenizer:
     @add_prefix_space.setter
     def add_prefix_space(self, value: bool) -> None:
         self._add_prefix_space = bool(value)
-        self._version += 1
 
     # ------------------------------------------------------------------------------------- special tokens
     def _set_special(self, key: str, value) -> None:
         content = token_content(value)
         if content is not None and not isinstance(content, str):
             raise ValueError(f"{key} should be a string or None. Received: {key}={value!r}")
-        if content is not None and content not in self._added and self._lookup(content) is None:
+        if content is not None and self._vocab.lookup(content) is None:
             # Like transformers: naming a token that is not in the vocabulary does not add it (its id is the
             # unknown token's); add_special_tokens() adds it.
             logger.warning("%s %r is not in the vocabulary; use add_special_tokens({%r: %r}) to add it",
                            key, content, key, content)
         self._special[key] = content
-
-    def _lookup(self, token: str) -> int | None:
-        added = self._added.get(token)
-        if added is not None:
-            return added.id
-        index = self.bpe.encoder.get(token)
-        return index if index is not None else self._vocab_extra.get(token)
 
     def _special_id(self, key: str) -> int | None:
         content = self._special.get(key)
@@ -265,24 +243,9 @@ class GPT2Tokenizer:
             content = token_content(token)
             if not isinstance(content, str):
                 raise ValueError(f"add_tokens takes strings. Received: {token!r}")
-            if content and self._register(content, special=special_tokens):
+            if content and self._vocab.add(content, special=special_tokens):
                 count += 1
         return count
-
-    def _register(self, content: str, *, special: bool) -> bool:
-        existing = self._added.get(content)
-        if existing is not None:
-            if special and not existing.special:
-                self._added[content] = AddedEntry(content, existing.id, special=True)
-                self._rebuild_added()
-            return False
-        index = self.bpe.encoder.get(content)
-        if index is None:
-            index = self._vocab_extra.get(content, self._size)
-        self._added[content] = AddedEntry(content, index, special=special)
-        self._size = max(self._size, index + 1)
-        self._rebuild_added()
-        return True
 
     def add_special_tokens(self, special_tokens_dict: Mapping[str, Any],
                            replace_additional_special_tokens: bool = True) -> int:
@@ -291,34 +254,29 @@ class GPT2Tokenizer:
         for key, value in special_tokens_dict.items():
             if key == "additional_special_tokens":
                 contents = [token_content(v) for v in value]
-                count += sum(self._register(c, special=True) for c in contents)
+                count += sum(self._vocab.add(c, special=True) for c in contents)
                 if replace_additional_special_tokens:
                     self._additional_special = []
                 self._additional_special += [c for c in contents if c not in self._additional_special]
             elif key in SPECIAL_TOKEN_KEYS:
                 content = token_content(value)
-                count += self._register(content, special=True)
+                count += self._vocab.add(content, special=True)
                 self._set_special(key, content)
             else:
                 raise ValueError(f"add_special_tokens takes the keys {SPECIAL_TOKEN_KEYS + ('additional_special_tokens',)}. "
                                  f"Received: {key!r}")
         return count
 
-    def _rebuild_added(self) -> None:
-        self._added.refresh()
-        self._version += 1
-        self._id_bytes = self._id_tokens = None  # decoding tables, rebuilt on the next use
-
     def _special_ids(self) -> frozenset[int]:
         """What skip_special_tokens drops: the named special tokens and every added token marked special."""
         ids = {self.convert_tokens_to_ids(t) for t in self.all_special_tokens}
-        return frozenset(ids.union(t.id for t in self._added.values() if t.special)) - {None}
+        return frozenset(ids.union(t.id for t in self._vocab.added.values() if t.special)) - {None}
 
     # -------------------------------------------------------------------------------------------- encoding
     def _encode_text(self, text: str) -> list[int]:
         if not isinstance(text, str):
             raise ValueError(f"text should be a string or a list of strings. Received: {type(text).__name__}")
-        segments = self._added.split(text)
+        segments = self._vocab.added.split(text)
         prefix = self._add_prefix_space
         if len(segments) == 1 and not prefix and isinstance(segments[0], str):
             return self.bpe.encode(text)
@@ -334,7 +292,7 @@ class GPT2Tokenizer:
         ids: list[int] = []
         offsets: list[tuple[int, int]] = []
         pos = 0
-        for segment in self._added.split(text):
+        for segment in self._vocab.added.split(text):
             if isinstance(segment, AddedEntry):
                 ids.append(segment.id)
                 offsets.append((pos, pos + len(segment.content)))
@@ -372,10 +330,10 @@ class GPT2Tokenizer:
         if bad is not None:  # before any worker sees it
             raise ValueError(f"text should be a string or a list of strings. Received an item of type "
                              f"{type(bad).__name__}")
-        if self._workers is None or self._workers_key != (self._version, num_workers):
+        key = (self._vocab.version, self._add_prefix_space, num_workers)  # what the workers' copies must share
+        if self._workers is None or self._workers_key != key:
             self.close()
-            self._workers = WorkerPool(self, num_workers)
-            self._workers_key = (self._version, num_workers)  # a new vocabulary or size needs new workers
+            self._workers, self._workers_key = WorkerPool(self, num_workers), key
         return self._workers.encode(self._encode_text, texts)
 
     def close(self) -> None:
@@ -508,59 +466,28 @@ class GPT2Tokenizer:
 
     def convert_tokens_to_ids(self, tokens: str | Sequence[str]) -> int | list[int]:
         if isinstance(tokens, str):
-            index = self._lookup(tokens)
+            index = self._vocab.lookup(tokens)
             return index if index is not None else self._unk_id()
         return [self.convert_tokens_to_ids(t) for t in tokens]  # type: ignore[misc]
 
     def _unk_id(self) -> int | None:
         content = self._special.get("unk_token")
-        return None if content is None else self._lookup(content)
+        return None if content is None else self._vocab.lookup(content)
 
     def convert_ids_to_tokens(self, ids: int | Sequence[int], skip_special_tokens: bool = False) -> str | list[str]:
-        table = self._tokens_table()
+        table = self._vocab.tokens()
         if isinstance(ids, int) or hasattr(ids, "__index__"):
-            return table[self._check_id(int(ids))]  # type: ignore[arg-type]
+            return table[self._vocab.check_id(int(ids))]  # type: ignore[arg-type]
         ids = as_list(ids)
         if skip_special_tokens:
             special = self._special_ids()
             ids = [i for i in ids if i not in special]
-        self._check_ids(ids)
+        self._vocab.check_ids(ids)
         return list(map(table.__getitem__, ids))
 
     def convert_tokens_to_string(self, tokens: Sequence[str]) -> str:
-        parts = [t.encode("utf-8") if t in self._added else byte_level_to_bytes(t) for t in tokens]
+        parts = [t.encode("utf-8") if t in self._vocab.added else byte_level_to_bytes(t) for t in tokens]
         return self._finish(b"".join(parts).decode("utf-8", self.errors), None)
-
-    def _tokens_table(self) -> list[str | None]:
-        if self._id_tokens is None:
-            table: list[str | None] = list(self.bpe.tokens) + [None] * (len(self) - len(self.bpe.tokens))
-            for content, index in self._vocab_extra.items():
-                table[index] = content
-            for token in self._added.values():
-                table[token.id] = token.content
-            self._id_tokens = table
-        return self._id_tokens
-
-    def _bytes_table(self) -> list[bytes]:
-        if self._id_bytes is None:
-            table = list(self.bpe.token_bytes) + [b""] * (len(self) - len(self.bpe.tokens))
-            for content, index in self._vocab_extra.items():
-                table[index] = content.encode("utf-8")
-            for token in self._added.values():
-                if token.id >= len(self.bpe.tokens) or self.bpe.tokens[token.id] != token.content:
-                    table[token.id] = token.content.encode("utf-8")
-            self._id_bytes = table
-        return self._id_bytes
-
-    def _check_id(self, index: int) -> int:
-        if not 0 <= index < len(self) or self._tokens_table()[index] is None:
-            raise ValueError(f"Token id {index} is not in the vocabulary (ids are 0..{len(self) - 1})")
-        return index
-
-    def _check_ids(self, ids: list[int]) -> None:
-        if ids and (min(ids) < 0 or max(ids) >= len(self)):
-            bad = next(i for i in ids if not 0 <= i < len(self))
-            raise ValueError(f"Token id {bad} is not in the vocabulary (ids are 0..{len(self) - 1})")
 
     # -------------------------------------------------------------------------------------------- decoding
     def decode(self, token_ids, skip_special_tokens: bool = False,
@@ -576,8 +503,8 @@ class GPT2Tokenizer:
         if skip_special_tokens:
             special = self._special_ids()
             ids = [i for i in ids if i not in special]
-        self._check_ids(ids)
-        data = b"".join(map(self._bytes_table().__getitem__, ids))
+        self._vocab.check_ids(ids)
+        data = b"".join(map(self._vocab.token_bytes().__getitem__, ids))
         return self._finish(data.decode("utf-8", errors or self.errors), clean_up_tokenization_spaces)
 
     def batch_decode(self, sequences, skip_special_tokens: bool = False,

@@ -1,4 +1,4 @@
-"""_LockstepMerger: BPE for many words at once, with numpy -- the bulk path's merge.
+"""LockstepMerger: BPE for many words at once, with numpy -- the bulk path's merge.
 
 `ByteLevelBPE.bpe` merges one word in a Python loop (about 1 MB/s of new words). Here all new pieces of a text are
 merged together, one numpy round per merge step for all of them, with the same results (a hypothesis test

@@ -13,8 +13,16 @@
 
 Ids equal tiktoken's GPT-2 encoding; the call API, padding, truncation, offsets and saved files follow
 transformers' GPT-2 tokenizer (version 5), so `AutoTokenizer.from_pretrained(saved_dir)` gives the same ids.
-Added and special tokens split the text before BPE, like transformers (specials first, then the others, each
-leftmost-longest). The encoding machinery lives in `gpt2_core.bpe`.
+
+Many or long texts (training data: files of tens of MB): `tok.encode_batch(documents)` encodes each long text on
+the bulk path (`tok(documents)` too, but it also builds attention masks): about tiktoken's speed on new text,
+several times it on words seen before. Join the lists with `tok.eos_token_id` between documents.
+`encode_batch(documents, num_workers=n)` adds n worker processes (only when asked for).
+
+This file is the call API. Beside it: the vocabulary and its ids (gpt2_core.vocabulary), added tokens
+(gpt2_core.added_tokens), files (gpt2_core.tokenizer_io), truncation, padding and tensors
+(gpt2_core.tokenizer_padding), worker processes (gpt2_core.tokenizer_parallel), and the encoding itself, with a
+page on which path a text takes (gpt2_core.bpe).
 """
 
 from __future__ import annotations
@@ -263,8 +271,8 @@ class GPT2Tokenizer:
                 count += self._vocab.add(content, special=True)
                 self._set_special(key, content)
             else:
-                raise ValueError(f"add_special_tokens takes the keys {SPECIAL_TOKEN_KEYS + ('additional_special_tokens',)}. "
-                                 f"Received: {key!r}")
+                keys = SPECIAL_TOKEN_KEYS + ("additional_special_tokens",)
+                raise ValueError(f"add_special_tokens takes the keys {keys}. Received: {key!r}")
         return count
 
     def _special_ids(self) -> frozenset[int]:

@@ -8,11 +8,11 @@ import unicodedata
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from tokenizer_cases import TEXT, corpus, fresh_bpe, random_text, reference, tok  # noqa: F401 (fixtures)
+from tokenizer_cases import TEXT, corpus, fresh_bpe, merge_words, random_text, reference, tok  # noqa: F401
 
 from gpt2_core.bpe import ByteLevelBPE
 from gpt2_core.bpe_lockstep import LockstepMerger
-from gpt2_core.byte_level import byte_level_to_bytes, to_byte_level
+from gpt2_core.byte_level import to_byte_level
 
 
 @pytest.mark.parametrize("name", ["man_en.txt", "multi_A_3M.txt"])
@@ -185,15 +185,6 @@ def test_bulk_path_survives_errors_threads_and_pickling(reference):
     assert copy._bulk is None and not copy.units and copy.encode(text) == reference.encode_ordinary(text)
     builtin = ByteLevelBPE.builtin()
     assert pickle.loads(pickle.dumps(builtin)) is builtin  # a reference to the receiver's own copy
-
-
-def merge_words(bpe, words: list[str]) -> list[tuple[int, ...]]:
-    """`LockstepMerger.merge_bytes` on byte-level words, as one tuple of ids per word."""
-    np = pytest.importorskip("numpy")
-    raw = np.frombuffer(b"".join(map(byte_level_to_bytes, words)), dtype=np.uint8)
-    lens = np.array([len(byte_level_to_bytes(w)) for w in words], dtype=np.int64)
-    starts, counts, flat = LockstepMerger(bpe).merge_bytes(raw, np.cumsum(lens) - lens, lens)
-    return [tuple(flat[s:s + c].tolist()) for s, c in zip(starts, counts)]
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -80,7 +80,7 @@ def test_shipped_pair_table_is_derived_from_the_merges():
 
 def test_builtin_tokens_merge_to_themselves():
     """What lets the bulk path skip the vocabulary look-up of each new piece (`tokens_merge_to_themselves`)."""
-    from test_tokenizer_bpe import merge_words
+    from tokenizer_cases import merge_words
 
     from gpt2_core.bpe import ByteLevelBPE
 

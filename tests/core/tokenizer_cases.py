@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from gpt2_core import GPT2Tokenizer
 from gpt2_core.bpe import BUILTIN_DIR, ByteLevelBPE
+from gpt2_core.byte_level import byte_level_to_bytes
 from gpt2_core.pretokenize import GPT2_PATTERN
 
 SHARED = Path(__file__).resolve().parents[2].parent / "shared"
@@ -48,6 +49,17 @@ def corpus(name: str) -> str:
 def fresh_bpe() -> ByteLevelBPE:
     """The shipped vocabulary with empty caches of its own (not the shared builtin)."""
     return ByteLevelBPE.from_merges_text((Path(BUILTIN_DIR) / "merges.txt").read_text(encoding="utf-8"))
+
+
+def merge_words(bpe, words: list[str]) -> list[tuple[int, ...]]:
+    """`LockstepMerger.merge_bytes` on byte-level words, as one tuple of ids per word."""
+    np = pytest.importorskip("numpy")
+    from gpt2_core.bpe_lockstep import LockstepMerger
+
+    raw = np.frombuffer(b"".join(map(byte_level_to_bytes, words)), dtype=np.uint8)
+    lens = np.array([len(byte_level_to_bytes(w)) for w in words], dtype=np.int64)
+    starts, counts, flat = LockstepMerger(bpe).merge_bytes(raw, np.cumsum(lens) - lens, lens)
+    return [tuple(flat[s:s + c].tolist()) for s, c in zip(starts, counts)]
 
 
 # A text strategy that hits GPT-2's pattern where it is subtle: whitespace runs before words and at the end,

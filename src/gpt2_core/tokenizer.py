@@ -327,6 +327,9 @@ class GPT2Tokenizer:
         them): forked from this process when it runs a single thread, else started by a fork server, which is
         safe beside torch's or TensorFlow's threads (gpt2_core.tokenizer_parallel). The ids are the same.
         """
+        if isinstance(texts, str):
+            raise ValueError(f"texts should be a list of strings; for one text use encode(). Received: "
+                             f"texts={texts[:40]!r}")
         texts = texts if isinstance(texts, list) else list(texts)
         if num_workers is not None and (isinstance(num_workers, bool) or not isinstance(num_workers, int)
                                         or num_workers < 0):

@@ -50,6 +50,8 @@ def test_bad_batches_are_reported(tok):
         tok.encode_batch(["a", 3], num_workers=1)
     with pytest.raises(ValueError, match="should be a string.*int"):
         tok.encode_batch(["a", 3])
+    with pytest.raises(ValueError, match="list of strings.*'abc'"):
+        tok.encode_batch("abc")
     assert tok._workers is None
 
 
@@ -75,6 +77,7 @@ THREADED = """
 """
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="counts threads in /proc")
 def test_no_fork_beside_torch_threads():
     """In a process where torch runs threads, a large batch encodes without forking, and asking for workers

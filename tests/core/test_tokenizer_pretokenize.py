@@ -60,11 +60,13 @@ def test_every_short_string_of_classes(classes):
             check_cuts("".join(chars), classes)
 
 
+@pytest.mark.slow
 def test_every_code_point_between_each_class(classes):
-    """Each code point (surrogates excepted) between two letters, numbers, other characters or spaces (which
-    tells all four classes apart): the class table agrees with the pattern on all 1,112,064 of them."""
+    """Each code point (surrogates excepted) between two letters, two numbers and two spaces, which tells the four
+    classes apart (a letter joins letters, a number numbers, whitespace spaces, other none of them): the class
+    table agrees with the pattern on all 1,112,064 of them."""
     code = np.concatenate([np.arange(0xD800), np.arange(0xE000, 0x110000)]).astype(np.uint32)
-    for neighbour in "a1. ":
+    for neighbour in "a1 ":
         cp = np.empty(2 * len(code), dtype=np.uint32)
         cp[0::2], cp[1::2] = ord(neighbour), code
         text = cp.tobytes().decode("utf-32-le")

@@ -7,7 +7,7 @@ Each round times ours and the reference alternately in one process; the median o
   cold      a fresh process each (empty caches; tiktoken's Encoding also built fresh), encode time only
   hf-fast   transformers' GPT2TokenizerFast (built from our saved files), one `tok(text)` call on 1 MB
   load      import + from_pretrained("gpt2") in a fresh process, vs tiktoken's Encoding from the rank file
-  batch     `encode_batch` of the corpus lines: every core (process pool) vs the same call serial
+  batch     `encode_batch(lines, num_workers=cores - 1)` (worker processes) vs `encode_batch(lines)` (serial)
 
     python bench/bench_tokenizer.py [--rounds 5] [--only warm,cold,...] [--unicode]
 
@@ -42,7 +42,7 @@ def reference_encoding():
     import tiktoken
     from tiktoken.load import load_tiktoken_bpe
 
-    from gpt2_core.bpe import GPT2_PATTERN
+    from gpt2_core.pretokenize import GPT2_PATTERN
 
     return tiktoken.Encoding(name="gpt2", pat_str=GPT2_PATTERN, mergeable_ranks=load_tiktoken_bpe(str(RANKS)),
                              special_tokens={"<|endoftext|>": 50256})
@@ -180,18 +180,19 @@ def bench_batch(rounds):
     from gpt2_core import GPT2Tokenizer
 
     tok = GPT2Tokenizer.from_pretrained("gpt2")
-    serial_tok = GPT2Tokenizer.from_pretrained("gpt2")
-    serial_tok.parallel_min_chars = float("inf")  # the same batch call, on this process only
+    workers = max(1, (os.cpu_count() or 1) - 1)  # this process encodes too
     lines = CORPORA["multilingual"].read_text(encoding="utf-8").split("\n")
-    serial = serial_tok.encode_batch(lines)  # also warms the shared caches, which the forked workers inherit
-    assert tok.encode_batch(lines) == serial
-    ours, theirs = alternate(lambda: tok.encode_batch(lines), lambda: serial_tok.encode_batch(lines), rounds)
+    serial = tok.encode_batch(lines)  # also warms the shared caches, which forked workers inherit
+    assert tok.encode_batch(lines, num_workers=workers) == serial
+    ours, theirs = alternate(lambda: tok.encode_batch(lines, num_workers=workers), lambda: tok.encode_batch(lines),
+                             rounds)
+    method = tok._workers.start_method
     tok.close()
     # CPU time counts this process only, not the workers: the wall-clock ratio is the speedup
-    print(f"{f'batch {len(lines)} lines, {os.cpu_count()} cores':<31} ours {ours.wall * 1e3:7.1f} ms  "
+    print(f"{f'batch {len(lines)} lines, {workers} workers':<31} ours {ours.wall * 1e3:7.1f} ms  "
           f"serial {theirs.wall * 1e3:7.1f} ms  speedup {theirs.wall / ours.wall:5.2f}x  "
           f"(this process's CPU: {ours.cpu * 1e3:.0f} ms vs {theirs.cpu * 1e3:.0f} ms; load average "
-          f"{os.getloadavg()[0]:.1f})", flush=True)
+          f"{os.getloadavg()[0]:.1f}; workers started by {method})", flush=True)
 
 
 def count_unicode_divergence():

@@ -10,7 +10,7 @@ import sys
 from typing import Mapping
 
 from .bpe import _NO_RANK, MERGES_HEADER, PAIRS_FILE, ByteLevelBPE, to_byte_level_bytes
-from .bpe_bulk import mergeable_pairs
+from .bpe_lockstep import mergeable_pairs
 
 
 def load_tiktoken_ranks(path: str | os.PathLike) -> dict[bytes, int]:

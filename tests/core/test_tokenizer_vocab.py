@@ -72,17 +72,19 @@ def test_shipped_pair_table_is_derived_from_the_merges():
     import numpy as np
 
     from gpt2_core.bpe import PAIRS_FILE, ByteLevelBPE
-    from gpt2_core.bpe_bulk import mergeable_pairs
+    from gpt2_core.bpe_lockstep import mergeable_pairs
 
     shipped = np.load(VOCAB_DIR / PAIRS_FILE).astype(np.int64)
     assert shipped.tolist() == [list(p) for p in mergeable_pairs(ByteLevelBPE.builtin())]
 
 
 def test_builtin_tokens_merge_to_themselves():
-    """What lets the bulk path skip the vocabulary look-up of each new piece (`_tokens_merge_to_themselves`)."""
+    """What lets the bulk path skip the vocabulary look-up of each new piece (`tokens_merge_to_themselves`)."""
+    from tokenizer_cases import merge_words
+
     from gpt2_core.bpe import ByteLevelBPE
 
     builtin = ByteLevelBPE.builtin()
-    assert builtin._tokens_merge_to_themselves
+    assert builtin.tokens_merge_to_themselves
     tokens = list(builtin.encoder)
-    assert builtin._merger().merge(tokens) == [(builtin.encoder[t],) for t in tokens]
+    assert merge_words(builtin, tokens) == [(builtin.encoder[t],) for t in tokens]

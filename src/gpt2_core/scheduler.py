@@ -97,6 +97,9 @@ class SlotRunner(Protocol):
     def seed(self, slot: int, seed: int | None) -> None:
         """Restart the slot's random stream from `seed` (None: a fresh, unpredictable one)."""
 
+    def warmup(self) -> None:
+        """Trace/compile and allocate what the first requests would otherwise wait for (optional)."""
+
 
 class Request:
     """A submitted request. Its events go to the `on_event` callback given to submit (called on the decoding
@@ -177,7 +180,8 @@ class Scheduler:
         return len(self._active)
 
     def start(self) -> None:
-        """Start the decoding thread (once)."""
+        """Start the decoding thread (once). Its first job is the runner's `warmup()`, if it has one (TF traces
+        and compiles there); requests submitted meanwhile wait in the queue."""
         with self._lock:
             if self._closed is not None:
                 raise RuntimeError("The scheduler was shut down; make a new one")
@@ -225,6 +229,12 @@ class Scheduler:
 
     # -- the decoding thread
     def _loop(self) -> None:
+        warmup = getattr(self.runner, "warmup", None)
+        if warmup is not None:
+            try:
+                warmup()
+            except Exception:  # noqa: BLE001 - the requests will meet the problem themselves, with its message
+                logger.exception("the slot runner's warmup failed")
         while True:
             with self._lock:
                 while self._closed is None and not self._waiting and not self._active:

@@ -127,6 +127,16 @@ class SlotRunner:
             self.row_of[moved], self.lengths[row] = row, n
         self.lengths[last] = 0
 
+    def warmup(self) -> None:
+        """Run a one-token request through slot 0 and free it, so that the first real request does not wait for
+        tracing, compiling or first allocations. Only while no slot is in use."""
+        if self.row_of:
+            raise ValueError("warmup() needs every slot free")
+        for all_logits in (False, True):
+            self.prefill(0, np.zeros(1, dtype=np.int64), all_logits=all_logits)
+        self.step(np.zeros(1, dtype=np.int64), np.zeros(1, dtype=np.int64))
+        self.free(0)
+
     def seed(self, slot: int, seed: int | None) -> None:
         self._check_slot(slot)
         generator = torch.Generator()

@@ -39,8 +39,10 @@ def test_prefill_gives_the_forward_logits(model):
     assert_close(runner.prefill(1, ids, all_logits=True), solo_logits(model, ids), "prefill all_logits")
 
 
-def test_batched_steps_equal_each_slot_alone(model):
-    runner = SlotRunner(model, 4)
+@pytest.mark.parametrize("pack_weights", [True, False])
+def test_batched_steps_equal_each_slot_alone(model, pack_weights):
+    runner = SlotRunner(model, 4, pack_weights=pack_weights)
+    assert (runner.step_model is model) != pack_weights
     seqs = [list(p) for p in prompts()]
     for slot, ids in enumerate(seqs):
         runner.prefill(slot, np.array(ids))

@@ -347,3 +347,57 @@ class Scheduler:
             request._emit(finished)
         except Exception:  # noqa: BLE001 - the callback failed on the last event: nothing more to tell it
             logger.exception("on_event failed for request %s", request.id)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# What both slot runners (gpt2_pt.slots, gpt2_tf.slots) check and do alike, written once
+
+
+def runner_max_length(n_slots, max_length, n_positions: int) -> int:
+    """Check a runner's `n_slots` and `max_length` (None: the model's n_positions); return max_length."""
+    if isinstance(n_slots, bool) or not isinstance(n_slots, int) or n_slots < 1:
+        raise ValueError(f"`n_slots` should be an integer >= 1. Received: n_slots={n_slots!r}")
+    max_length = n_positions if max_length is None else max_length
+    if isinstance(max_length, bool) or not isinstance(max_length, int) or not 1 <= max_length <= n_positions:
+        raise ValueError(f"`max_length` should be an integer in [1, n_positions={n_positions}]. "
+                         f"Received: max_length={max_length!r}")
+    return max_length
+
+
+def check_slot(slot, n_slots: int) -> int:
+    if isinstance(slot, bool) or not isinstance(slot, (int, np.integer)) or not 0 <= slot < n_slots:
+        raise ValueError(f"`slot` should be an integer in [0, {n_slots}). Received: slot={slot!r}")
+    return int(slot)
+
+
+def check_prompt(prompt_ids, max_length: int) -> np.ndarray:
+    """The prompt as a (1, T) int64 array; 1 <= T <= max_length."""
+    ids = np.asarray(prompt_ids, dtype=np.int64).reshape(1, -1)
+    if not 1 <= ids.shape[1] <= max_length:
+        raise ValueError(f"The prompt should hold 1 to max_length={max_length} tokens. Received: {ids.shape[1]} "
+                         "tokens")
+    return ids
+
+
+def check_step(slots, tokens, active: list[int], lengths: np.ndarray, max_length: int):
+    """(slots, tokens) as int64 arrays, once they hold one token for each of the `active` slots (any order) and
+    no active slot's `lengths` has reached max_length."""
+    slots = np.asarray(slots, dtype=np.int64).reshape(-1)
+    tokens = np.asarray(tokens, dtype=np.int64).reshape(-1)
+    if sorted(slots.tolist()) != sorted(active) or tokens.shape != slots.shape:
+        raise ValueError(f"`step` takes one token for each active slot {sorted(active)}. Received: "
+                         f"slots={slots.tolist()}, {tokens.size} tokens")
+    if (np.asarray(lengths) >= max_length).any():
+        raise ValueError(f"A slot is full: its max_length={max_length} positions are filled")
+    return slots, tokens
+
+
+def warm_up(runner: SlotRunner, *, busy: bool) -> None:
+    """A runner's warmup(): a one-token request through slot 0 (both prefills and a step), then freed, so that
+    the first real request waits for no tracing, compiling or first allocation. Only while no slot is `busy`."""
+    if busy:
+        raise ValueError("warmup() needs every slot free")
+    for all_logits in (False, True):
+        runner.prefill(0, np.zeros(1, dtype=np.int64), all_logits=all_logits)
+    runner.step(np.zeros(1, dtype=np.int64), np.zeros(1, dtype=np.int64))
+    runner.free(0)

@@ -18,6 +18,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from gpt2_core.scheduler import check_prompt, check_slot, check_step, runner_max_length, warm_up
+
 from .generation import can_pack, packed_copy
 from .modeling import GPT2PreTrainedModel, KVCache
 
@@ -54,12 +56,7 @@ class SlotRunner:
         if not isinstance(model, GPT2PreTrainedModel) or not hasattr(model, "lm_head"):
             raise ValueError(f"`model` should be a gpt2_pt GPT2LMHeadModel. Received: {type(model).__name__}")
         config = model.config
-        max_length = config.n_positions if max_length is None else max_length
-        if isinstance(n_slots, bool) or not isinstance(n_slots, int) or n_slots < 1:
-            raise ValueError(f"`n_slots` should be an integer >= 1. Received: n_slots={n_slots!r}")
-        if isinstance(max_length, bool) or not isinstance(max_length, int) or not 1 <= max_length <= config.n_positions:
-            raise ValueError(f"`max_length` should be an integer in [1, n_positions={config.n_positions}]. "
-                             f"Received: max_length={max_length!r}")
+        max_length = runner_max_length(n_slots, max_length, config.n_positions)
         self.model = model
         # held here, not only in generate's per-model cache, which a generate call with another row count replaces
         self.step_model = packed_copy(model, n_slots) if pack_weights and n_slots > 1 and can_pack(model) else model
@@ -71,17 +68,10 @@ class SlotRunner:
         self.lengths = np.zeros(n_slots, dtype=np.int64)  # per row: the positions filled
         self.generators: dict[int, torch.Generator] = {}
 
-    def _check_slot(self, slot):
-        if isinstance(slot, bool) or not isinstance(slot, (int, np.integer)) or not 0 <= slot < self.n_slots:
-            raise ValueError(f"`slot` should be an integer in [0, {self.n_slots}). Received: slot={slot!r}")
-
     @torch.inference_mode()
     def prefill(self, slot: int, prompt_ids, *, all_logits: bool = False) -> np.ndarray:
-        self._check_slot(slot)
-        ids = np.asarray(prompt_ids, dtype=np.int64).reshape(1, -1)
-        if not 1 <= ids.shape[1] <= self.max_length:
-            raise ValueError(f"The prompt should hold 1 to max_length={self.max_length} tokens. Received: "
-                             f"{ids.shape[1]} tokens")
+        slot = check_slot(slot, self.n_slots)
+        ids = check_prompt(prompt_ids, self.max_length)
         self.free(slot)  # whatever the slot held
         row = len(self.row_of)
         # a one-row KVCache whose buffers are this row of the slot cache: the prompt's keys land in place
@@ -98,14 +88,8 @@ class SlotRunner:
 
     @torch.inference_mode()
     def step(self, slots, tokens) -> np.ndarray:
-        slots = np.asarray(slots, dtype=np.int64).reshape(-1)
-        tokens = np.asarray(tokens, dtype=np.int64).reshape(-1)
         k = len(self.row_of)
-        if sorted(slots.tolist()) != sorted(self.row_of) or tokens.shape != slots.shape:
-            raise ValueError(f"`step` takes one token for each active slot {sorted(self.row_of)}. Received: "
-                             f"slots={slots.tolist()}, {tokens.size} tokens")
-        if (self.lengths[:k] >= self.max_length).any():
-            raise ValueError(f"A slot is full: its max_length={self.max_length} positions are filled")
+        slots, tokens = check_step(slots, tokens, list(self.row_of), self.lengths[:k], self.max_length)
         rows = np.array([self.row_of[int(s)] for s in slots])
         by_row = np.empty(k, dtype=np.int64)
         by_row[rows] = tokens
@@ -124,7 +108,7 @@ class SlotRunner:
     @torch.inference_mode()
     def free(self, slot: int) -> None:
         """Release the slot's row; the last row in use moves into it, so rows stay packed."""
-        self._check_slot(slot)
+        slot = check_slot(slot, self.n_slots)
         row = self.row_of.pop(slot, None)
         if row is None:
             return
@@ -138,17 +122,11 @@ class SlotRunner:
         self.lengths[last] = 0
 
     def warmup(self) -> None:
-        """Run a one-token request through slot 0 and free it, so that the first real request does not wait for
-        tracing, compiling or first allocations. Only while no slot is in use."""
-        if self.row_of:
-            raise ValueError("warmup() needs every slot free")
-        for all_logits in (False, True):
-            self.prefill(0, np.zeros(1, dtype=np.int64), all_logits=all_logits)
-        self.step(np.zeros(1, dtype=np.int64), np.zeros(1, dtype=np.int64))
-        self.free(0)
+        """A one-token request through slot 0, freed after: see gpt2_core.scheduler.warm_up."""
+        warm_up(self, busy=bool(self.row_of))
 
     def seed(self, slot: int, seed: int | None) -> None:
-        self._check_slot(slot)
+        slot = check_slot(slot, self.n_slots)
         generator = torch.Generator()
         if seed is None:
             generator.seed()  # a non-deterministic seed

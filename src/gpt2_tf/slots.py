@@ -18,6 +18,8 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
+from gpt2_core.scheduler import check_prompt, check_slot, check_step, runner_max_length, warm_up
+
 from .generation import EXECUTION_MODES
 from .modeling import KVCache, TFGPT2PreTrainedModel
 
@@ -51,12 +53,7 @@ class TFSlotRunner:
         if not isinstance(model, TFGPT2PreTrainedModel) or not hasattr(model, "lm_head"):
             raise ValueError(f"`model` should be a gpt2_tf TFGPT2LMHeadModel. Received: {type(model).__name__}")
         config = model.config
-        max_length = config.n_positions if max_length is None else max_length
-        if isinstance(n_slots, bool) or not isinstance(n_slots, int) or n_slots < 1:
-            raise ValueError(f"`n_slots` should be an integer >= 1. Received: n_slots={n_slots!r}")
-        if isinstance(max_length, bool) or not isinstance(max_length, int) or not 1 <= max_length <= config.n_positions:
-            raise ValueError(f"`max_length` should be an integer in [1, n_positions={config.n_positions}]. "
-                             f"Received: max_length={max_length!r}")
+        max_length = runner_max_length(n_slots, max_length, config.n_positions)
         if execution not in EXECUTION_MODES:
             raise ValueError(f"`execution` should be one of {EXECUTION_MODES}. Received: execution={execution!r}")
         self.model = model
@@ -81,10 +78,6 @@ class TFSlotRunner:
             return function
         return tf.function(function, input_signature=signature, jit_compile=xla, autograph=False)
 
-    def _check_slot(self, slot):
-        if isinstance(slot, bool) or not isinstance(slot, (int, np.integer)) or not 0 <= slot < self.n_slots:
-            raise ValueError(f"`slot` should be an integer in [0, {self.n_slots}). Received: slot={slot!r}")
-
     def _prefill(self, ids, slot, logits_to_keep):
         self.prompt_cache.length.assign(0)
         out = self.model(input_ids=ids, past_key_values=self.prompt_cache, use_cache=True,
@@ -103,25 +96,16 @@ class TFSlotRunner:
         return tf.cast(out.logits[:, -1], tf.float32)  # (n_slots, vocab)
 
     def prefill(self, slot: int, prompt_ids, *, all_logits: bool = False) -> np.ndarray:
-        self._check_slot(slot)
-        ids = np.asarray(prompt_ids, dtype=np.int32).reshape(1, -1)
-        if not 1 <= ids.shape[1] <= self.max_length:
-            raise ValueError(f"The prompt should hold 1 to max_length={self.max_length} tokens. Received: "
-                             f"{ids.shape[1]} tokens")
+        slot = check_slot(slot, self.n_slots)
+        ids = check_prompt(prompt_ids, self.max_length)
         prefill = self._prefill_all if all_logits else self._prefill_last
-        logits = prefill(tf.constant(ids), tf.constant(slot, tf.int32)).numpy()
+        logits = prefill(tf.constant(ids, tf.int32), tf.constant(slot, tf.int32)).numpy()
         self.active[slot], self.lengths[slot] = True, ids.shape[1]
         return logits if all_logits else logits[-1]
 
     def step(self, slots, tokens) -> np.ndarray:
-        slots = np.asarray(slots, dtype=np.int64).reshape(-1)
-        tokens = np.asarray(tokens, dtype=np.int64).reshape(-1)
         active = np.flatnonzero(self.active)
-        if sorted(slots.tolist()) != active.tolist() or tokens.shape != slots.shape:
-            raise ValueError(f"`step` takes one token for each active slot {active.tolist()}. Received: "
-                             f"slots={slots.tolist()}, {tokens.size} tokens")
-        if (self.lengths[active] >= self.max_length).any():
-            raise ValueError(f"A slot is full: its max_length={self.max_length} positions are filled")
+        slots, tokens = check_step(slots, tokens, active.tolist(), self.lengths[active], self.max_length)
         all_tokens = np.zeros((self.n_slots, 1), dtype=np.int32)  # free rows: token 0 at position 0, unread
         all_tokens[slots, 0] = tokens
         # row r sees its own keys 0 .. lengths[r] (the new one included)
@@ -132,21 +116,15 @@ class TFSlotRunner:
 
     def free(self, slot: int) -> None:
         """Release the slot; its row is overwritten by the next prefill and masked until then."""
-        self._check_slot(slot)
+        slot = check_slot(slot, self.n_slots)
         self.active[slot], self.lengths[slot] = False, 0
 
     def warmup(self) -> None:
-        """Run a one-token request through slot 0 and free it, so that the first real request does not wait for
-        tracing, compiling or first allocations. Only while no slot is in use."""
-        if self.active.any():
-            raise ValueError("warmup() needs every slot free")
-        for all_logits in (False, True):
-            self.prefill(0, np.zeros(1, dtype=np.int64), all_logits=all_logits)
-        self.step(np.zeros(1, dtype=np.int64), np.zeros(1, dtype=np.int64))
-        self.free(0)
+        """A one-token request through slot 0, freed after: see gpt2_core.scheduler.warm_up."""
+        warm_up(self, busy=bool(self.active.any()))
 
     def seed(self, slot: int, seed: int | None) -> None:
-        self._check_slot(slot)
+        slot = check_slot(slot, self.n_slots)
         self.generators[slot] = (tf.random.Generator.from_non_deterministic_state() if seed is None
                                  else tf.random.Generator.from_seed(int(seed)))
 

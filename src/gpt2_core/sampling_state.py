@@ -33,7 +33,8 @@ MAX_LOGPROBS = 20  # OpenAI's chat API allows top_logprobs up to 20 (its complet
 class Sampling:
     """How one request decodes. `temperature=0` is greedy decoding; otherwise the token is drawn as
     `model.generate(do_sample=True, temperature=..., top_k=..., top_p=..., min_p=..., repetition_penalty=...,
-    seed=...)` draws it (top_k=0 and min_p=0 turn those filters off). `logprobs=k` reports the chosen token's
+    seed=...)` draws it (top_k=0 and min_p=0 turn those filters off; mind that generate's own default is
+    top_k=50, so pass top_k to both). `logprobs=k` reports the chosen token's
     logprob and the k likeliest alternatives; `prompt_logprobs` those of every prompt token after the first.
     Generation ends at a token of `stop_token_ids` (reported in Finished, not as a token) or after
     `max_new_tokens`.

@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from gpt2_core.scheduler import check_prompt, check_slot, check_step, runner_max_length, warm_up
+from gpt2_core.slot_runner import check_prompt, check_slot, check_step, runner_max_length, warm_up
 
 from .generation import can_pack, packed_copy
 from .modeling import GPT2PreTrainedModel, KVCache

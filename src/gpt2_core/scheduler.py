@@ -224,7 +224,7 @@ class Scheduler:
                 self._drop_cancelled()
                 if self._free and self._waiting:
                     self._admit()
-                if self._active:
+                if self._active and self._closed is None:  # a shutdown meanwhile: no more steps
                     self._step()
             except Exception as e:  # noqa: BLE001 - a fault outside any one request: end those running, go on
                 logger.exception("decoding loop error")

@@ -44,7 +44,7 @@ class _RowsCache(KVCache):
 
 class SlotRunner:
     """`n_slots` rows of key/value cache of `max_length` positions (default: the model's n_positions) over
-    `model` (a gpt2_pt GPT2LMHeadModel); see gpt2_core.scheduler.SlotRunner for the protocol.
+    `model` (a gpt2_pt GPT2LMHeadModel); see gpt2_core.slot_runner.SlotRunner for the protocol.
 
     `pack_weights` (CPU, fp32, n_slots > 1): steps of 2 rows or more run on a copy of the linear weights prepacked
     for oneDNN (gpt2_pt.generation.packed_copy, as generate's batched steps): ~1.35x faster per step at 8 rows, for
@@ -100,8 +100,8 @@ class SlotRunner:
         mask = np.arange(cache.length + 1)[None, :] <= lengths[:, None]
         model = self.model if k == 1 else self.step_model
         out = model(input_ids=torch.from_numpy(by_row[:, None]).to(self.device), past_key_values=cache,
-                         attention_mask=torch.from_numpy(mask).to(self.device), position_ids=positions[:, None],
-                         use_cache=True, logits_to_keep=1)
+                    attention_mask=torch.from_numpy(mask).to(self.device), position_ids=positions[:, None],
+                    use_cache=True, logits_to_keep=1)
         self.lengths[:k] += 1
         return out.logits[:, -1].float().cpu().numpy()[rows]
 
@@ -122,7 +122,7 @@ class SlotRunner:
         self.lengths[last] = 0
 
     def warmup(self) -> None:
-        """A one-token request through slot 0, freed after: see gpt2_core.scheduler.warm_up."""
+        """A one-token request through slot 0, freed after: see gpt2_core.slot_runner.warm_up."""
         warm_up(self, busy=bool(self.row_of))
 
     def seed(self, slot: int, seed: int | None) -> None:

@@ -45,7 +45,7 @@ class _RowsCache(KVCache):
 
 class TFSlotRunner:
     """`n_slots` rows of key/value cache of `max_length` positions (default: the model's n_positions) over
-    `model` (a gpt2_tf TFGPT2LMHeadModel); see gpt2_core.scheduler.SlotRunner for the protocol. `execution`
+    `model` (a gpt2_tf TFGPT2LMHeadModel); see gpt2_core.slot_runner.SlotRunner for the protocol. `execution`
     as in generate: "xla" compiles the step with XLA (the prefill runs as a graph), "graph", or "eager"."""
 
     def __init__(self, model: TFGPT2PreTrainedModel, n_slots: int, max_length: int | None = None, *,
@@ -120,7 +120,7 @@ class TFSlotRunner:
         self.active[slot], self.lengths[slot] = False, 0
 
     def warmup(self) -> None:
-        """A one-token request through slot 0, freed after: see gpt2_core.scheduler.warm_up."""
+        """A one-token request through slot 0, freed after: see gpt2_core.slot_runner.warm_up."""
         warm_up(self, busy=bool(self.active.any()))
 
     def seed(self, slot: int, seed: int | None) -> None:

@@ -320,16 +320,25 @@ def test_sampling_validates_itself(kwargs, match):
 
 def test_shutdown_ends_every_live_request(scheduler):
     s = scheduler(n_slots=1, start=False)
-    requests = [s.submit([1, 2], Sampling(max_new_tokens=30, temperature=0)) for _ in range(3)]
+
+    def on_event(event):
+        if isinstance(event, TokenEvent):
+            s.shutdown("going away")  # from the decoding thread, mid-request: the loop ends after this step
+
+    running = s.submit([1, 2], Sampling(max_new_tokens=30, temperature=0), on_event=on_event)
+    waiting = [s.submit([1, 2], Sampling(max_new_tokens=30, temperature=0)) for _ in range(2)]
     s.start()
-    s.shutdown("going away")
-    for request in requests:
-        end = collect(request)[1][-1]
-        assert end.reason in ("error", "length")
-    assert any(collect_end.reason == "error" and collect_end.message == "going away"
-               for collect_end in (r.finished for r in requests))
+    tokens, events = collect(running)
+    assert len(tokens) == 1 and events[-1] == Finished("error", "going away", prompt_tokens=2, completion_tokens=1)
+    for request in waiting:
+        assert collect(request) == ([], [Finished("error", "going away", prompt_tokens=2)])
     with pytest.raises(RuntimeError, match="going away"):
         s.submit([1], Sampling(max_new_tokens=1))
+    s.shutdown()  # again: nothing left to do
+    never_started = scheduler(n_slots=1, start=False)
+    request = never_started.submit([3], Sampling(max_new_tokens=2))
+    never_started.shutdown()
+    assert request.finished.reason == "error" and request.finished.message == "server shutting down"
 
 
 def test_request_timing(scheduler):

@@ -64,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--db", default=None, help="the documents database of the web page (default: the user's data "
                                              "directory)")
     p.add_argument("--max-body-bytes", type=_positive_int, default=None, help="larger request bodies get 413")
-    p.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
+    p.add_argument("--log-level", default="info", choices=("trace", "debug", "info", "warning", "error"))
     return p
 
 
@@ -74,7 +74,8 @@ class CLIError(Exception):
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s: %(message)s")
+    level = 5 if args.log_level == "trace" else args.log_level.upper()  # uvicorn's TRACE level
+    logging.basicConfig(level=level, format="%(levelname)s: %(message)s")
     try:
         return _run(args)
     except (CLIError, ValueError, OSError, ImportError) as e:
@@ -146,7 +147,11 @@ def _run(args) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: None)
     server.run()
-    if engine.state == "failed":
+    # a torch or TensorFlow call still running on another thread when the interpreter exits aborts the process
+    engine.ready.wait(timeout=120)
+    failed = engine.state == "failed"
+    engine.shutdown()
+    if failed:
         raise CLIError(f"could not load the model {model}: {engine.error}")
     if not server.started:
         raise CLIError(f"could not listen on {args.host}:{args.port}")

@@ -154,12 +154,10 @@ class Engine:
     def shutdown(self, message: str = "server shutting down") -> None:
         """Stop serving: every live request ends with an error event carrying `message`. Thread-safe, idempotent."""
         with self._lock:
-            if self.state == "stopping":
-                return
             self.state = "stopping"
             scheduler = self.scheduler
         if scheduler is not None:
-            scheduler.shutdown(message)
+            scheduler.shutdown(message)  # idempotent; returns once the decoding thread has ended
 
 
 def _load_tokenizer(model_path: str):

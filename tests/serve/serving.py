@@ -8,6 +8,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 
 import httpx
@@ -78,13 +79,21 @@ class ServerProcess:
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc = subprocess.Popen([sys.executable, "-m", "gpt2_serve.cli", "--port", str(self.port), *args],
                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=ENV)
-        self.output = ""
+        self.lines: list[str] = []
+        # drained all along: a full pipe would block the server's logging, and so the server
+        self.reader = threading.Thread(target=lambda: self.lines.extend(self.proc.stdout), daemon=True)
+        self.reader.start()
+
+    @property
+    def output(self) -> str:
+        return "".join(self.lines)
 
     def wait_ready(self, timeout=120.0) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"gpt2-serve exited with {self.proc.returncode}: {self.proc.stdout.read()}")
+                self.reader.join(10)
+                raise RuntimeError(f"gpt2-serve exited with {self.proc.returncode}: {self.output}")
             try:
                 if httpx.get(f"{self.url}/health", timeout=2).status_code == 200:
                     return
@@ -97,8 +106,9 @@ class ServerProcess:
         if self.proc.poll() is None:
             self.proc.terminate()
         try:
-            self.output, _ = self.proc.communicate(timeout=timeout)
+            self.proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             self.proc.kill()
-            self.output, _ = self.proc.communicate()
+            self.proc.wait()
+        self.reader.join(10)
         return self.proc.returncode

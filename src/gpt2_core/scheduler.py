@@ -97,6 +97,9 @@ class SlotRunner(Protocol):
     def seed(self, slot: int, seed: int | None) -> None:
         """Restart the slot's random stream from `seed` (None: a fresh, unpredictable one)."""
 
+    def warmup(self) -> None:
+        """Trace/compile and allocate what the first requests would otherwise wait for (optional)."""
+
 
 class Request:
     """A submitted request. Its events go to the `on_event` callback given to submit (called on the decoding
@@ -177,7 +180,8 @@ class Scheduler:
         return len(self._active)
 
     def start(self) -> None:
-        """Start the decoding thread (once)."""
+        """Start the decoding thread (once). Its first job is the runner's `warmup()`, if it has one (TF traces
+        and compiles there); requests submitted meanwhile wait in the queue."""
         with self._lock:
             if self._closed is not None:
                 raise RuntimeError("The scheduler was shut down; make a new one")
@@ -225,17 +229,28 @@ class Scheduler:
 
     # -- the decoding thread
     def _loop(self) -> None:
+        warmup = getattr(self.runner, "warmup", None)
+        if warmup is not None:
+            try:
+                warmup()
+            except Exception:  # noqa: BLE001 - the requests will meet the problem themselves, with its message
+                logger.exception("the slot runner's warmup failed")
         while True:
             with self._lock:
                 while self._closed is None and not self._waiting and not self._active:
                     self._lock.wait()
                 if self._closed is not None:
                     break
-            self._drop_cancelled()
-            if self._free and self._waiting:
-                self._admit()
-            if self._active:
-                self._step()
+            try:
+                self._drop_cancelled()
+                if self._free and self._waiting:
+                    self._admit()
+                if self._active:
+                    self._step()
+            except Exception as e:  # noqa: BLE001 - a fault outside any one request: end those running, go on
+                logger.exception("decoding loop error")
+                for active in list(self._active.values()):
+                    self._fail(active, e)
         self._close_all(self._closed)
 
     def _close_all(self, message: str) -> None:
@@ -249,12 +264,12 @@ class Scheduler:
     def _drop_cancelled(self) -> None:
         for active in [a for a in self._active.values() if a.request.cancelled]:
             self._finish(active, Finished("cancelled"))
-        if any(r.cancelled for r in self._waiting):
-            with self._lock:
-                cancelled = [r for r in self._waiting if r.cancelled]
+        with self._lock:  # submit() appends from other threads
+            cancelled = [r for r in self._waiting if r.cancelled]
+            if cancelled:
                 self._waiting = collections.deque(r for r in self._waiting if not r.cancelled)
-            for request in cancelled:
-                self._finish_request(request, Finished("cancelled", prompt_tokens=len(request.prompt_ids)))
+        for request in cancelled:
+            self._finish_request(request, Finished("cancelled", prompt_tokens=len(request.prompt_ids)))
 
     def _admit(self) -> None:
         """Prefill the oldest waiting request into a free slot and choose its first token."""
@@ -266,7 +281,8 @@ class Scheduler:
         try:
             sampling = request.sampling
             active.sampler = RequestSampler(sampling, request.prompt_ids, self.runner.vocab_size)
-            self.runner.seed(slot, sampling.seed)
+            if not sampling.greedy:
+                self.runner.seed(slot, sampling.seed)
             logits = self.runner.prefill(slot, request.prompt_ids, all_logits=sampling.prompt_logprobs)
             if sampling.prompt_logprobs:
                 request._emit(PromptEvent(*active.sampler.prompt_logprobs(logits)))
@@ -316,8 +332,9 @@ class Scheduler:
         if self._active.pop(active.slot, None) is not None:
             try:
                 self.runner.free(active.slot)
-            finally:
-                self._free.append(active.slot)
+            except Exception:  # noqa: BLE001 - the next prefill into the slot starts it afresh anyway
+                logger.exception("freeing slot %d failed", active.slot)
+            self._free.append(active.slot)
         finished.prompt_tokens = len(active.request.prompt_ids)
         finished.completion_tokens = 0 if active.sampler is None else active.sampler.generated
         self._finish_request(active.request, finished)

@@ -132,6 +132,7 @@ class Engine:
             from gpt2_tf.slots import TFSlotRunner
 
             runner = TFSlotRunner(model, self.max_concurrency)
+        runner.warmup()  # tracing / compiling / first allocations now, not in the first request's latency
         scheduler = Scheduler(runner, max_slots=self.max_concurrency, max_queue=self.max_queue)
         scheduler.start()
         return scheduler

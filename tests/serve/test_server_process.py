@@ -136,3 +136,19 @@ def test_start_up_errors_are_one_line(args, needle):
     assert result.returncode != 0 and "Traceback" not in result.stderr
     lines = [line for line in result.stderr.splitlines() if line.startswith("gpt2-serve")]
     assert len(lines) == 1 and needle in lines[0], result.stderr
+
+
+def test_tf_backend_main_path(tiny_dir):  # noqa: F811
+    pytest.importorskip("tensorflow")
+    process = ServerProcess("--model", tiny_dir, "--backend", "tf", "--max-concurrency", "2")
+    try:
+        process.wait_ready(timeout=300)
+        client = openai.OpenAI(base_url=f"{process.url}/v1", api_key="unused", max_retries=0)
+        reply = client.completions.create(model=tiny_dir, prompt=PROMPT, max_tokens=12, temperature=0)
+        assert reply.choices[0].text == greedy_reference(tiny_dir, 12)  # TF serving == transformers (PyTorch)
+        chunks = list(client.completions.create(model=tiny_dir, prompt=PROMPT, max_tokens=12, temperature=0,
+                                                stream=True))
+        assert "".join(c.choices[0].text for c in chunks) == reply.choices[0].text
+        assert chunks[-1].choices[0].finish_reason == reply.choices[0].finish_reason
+    finally:
+        assert process.stop() == 0, process.output

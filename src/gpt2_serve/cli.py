@@ -20,26 +20,10 @@ import threading
 
 import uvicorn
 
+# one-line flag errors and flag checks, as gpt2-generate has them
+from gpt2_core.cli import CLIError, _non_negative_int, _Parser, _positive_int
+
 logger = logging.getLogger("gpt2_serve")
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # one line, no usage block
-        self.exit(2, f"{self.prog}: error: {message}\n")
-
-
-def _positive_int(text):
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"should be a positive integer, got {text}")
-    return value
-
-
-def _non_negative_int(text):
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"should be a non-negative integer, got {text}")
-    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -57,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     key.add_argument("--api-key", default=None, help="require `Authorization: Bearer KEY` on the API routes")
     key.add_argument("--api-key-file", default=None, help="read the API key from this file (first line)")
     p.add_argument("--max-concurrency", type=_positive_int, default=8, help="requests decoded at once (slots)")
-    p.add_argument("--max-queue", type=_non_negative_int, default=64,
+    p.add_argument("--max-queue", type=_positive_int, default=64,
                    help="requests that may wait for a slot; more get 429")
     p.add_argument("--int8", action="store_true", help="int8 weights for the linear layers (PyTorch)")
     p.add_argument("--dtype", choices=DTYPES, default="float32")
@@ -66,10 +50,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-body-bytes", type=_positive_int, default=None, help="larger request bodies get 413")
     p.add_argument("--log-level", default="info", choices=("trace", "debug", "info", "warning", "error"))
     return p
-
-
-class CLIError(Exception):
-    """A user-facing problem: printed as one line, exit status 1."""
 
 
 def main(argv=None) -> int:

@@ -196,6 +196,12 @@ class Generation:
             self.cancel()
             raise APIError(429, f"The server is busy: {self.engine.max_queue} requests already wait for a slot; "
                            f"retry later", code="queue_full") from None
+        except ValueError as e:  # what the scheduler still refuses (its own checks of prompt and settings)
+            self.cancel()
+            raise APIError(400, str(e)) from None
+        except RuntimeError as e:  # the scheduler was shut down between the readiness check and here
+            self.cancel()
+            raise APIError(503, str(e)) from None
         except BaseException:
             self.cancel()
             raise

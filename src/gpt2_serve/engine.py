@@ -37,7 +37,7 @@ class Engine:
         if int8 and (backend != "pt" or dtype != "float32"):
             raise ValueError(f"int8 quantises float32 weights of the PyTorch backend. Received: backend={backend!r}, "
                              f"dtype={dtype!r}")
-        for name, value, minimum in (("max_concurrency", max_concurrency, 1), ("max_queue", max_queue, 0)):
+        for name, value, minimum in (("max_concurrency", max_concurrency, 1), ("max_queue", max_queue, 1)):
             if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
                 raise ValueError(f"`{name}` should be an integer >= {minimum}. Received: {name}={value!r}")
         self.model_path, self.backend, self.dtype, self.int8 = model, backend, dtype, int8

@@ -46,7 +46,7 @@ def create_app(engine, *, api_key: str | None = None, db_path=None,
     if db_path is not None and importlib.util.find_spec("gpt2_serve.web") is not None:
         from . import web
 
-        web.mount(app, db_path=db_path)
+        web.mount(app, db_path=db_path, dependencies=guarded)  # the documents API needs the key too
     app.add_middleware(_Counted, metrics=metrics)
     app.add_middleware(_BodyLimit, limit=max_body_bytes)
     metrics.watch(engine)

@@ -73,7 +73,9 @@ def _model_path(args) -> str:
     from gpt2_core import bundled
 
     path = str(bundled.default_model())
-    logger.info("no --model given: serving the bundled default model at %s", path)
+    note = getattr(bundled, "default_model_note", None)
+    print(note("gpt2-serve") if note else f"gpt2-serve: no --model given: serving the bundled model at {path}",
+          file=sys.stderr)
     return path
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import math
 import time
 import uuid
@@ -21,15 +22,13 @@ from fastapi import Request
 from fastapi.responses import JSONResponse
 from starlette.responses import StreamingResponse
 
+from gpt2_core.scheduler import Finished, PromptEvent, QueueFull, Sampling, TokenEvent
+
 from .errors import APIError, invalid
 from .protocol import CompletionRequest
 from .textstream import ChoiceText
 
-
-def _scheduler():
-    from gpt2_core import scheduler  # imported late: the app can be built (and answer 503) before it exists
-
-    return scheduler
+logger = logging.getLogger(__name__)
 
 
 # ----------------------------------------------------------------------------------------------- the prompts
@@ -79,7 +78,7 @@ def sampling_of(engine, body: CompletionRequest, seed: int | None):
     bad = next((t for t in bias if not 0 <= t < engine.vocab_size), None)
     if bad is not None:
         raise invalid("logit_bias", f"keys should be token ids in [0, {engine.vocab_size})", str(bad))
-    return _scheduler().Sampling(
+    return Sampling(
         max_new_tokens=body.max_tokens, temperature=body.temperature, top_p=body.top_p, top_k=body.top_k,
         min_p=body.min_p, repetition_penalty=body.repetition_penalty, presence_penalty=body.presence_penalty,
         frequency_penalty=body.frequency_penalty, logit_bias=bias or None, seed=seed, logprobs=body.logprobs,
@@ -192,7 +191,7 @@ class Generation:
             for choice in self.choices:
                 choice.request = self.engine.submit(choice.prompt.ids, samplings[choice.index % self.body.n],
                                                     on_event=self._forward(choice))
-        except _scheduler().QueueFull:
+        except QueueFull:
             self.cancel()
             raise APIError(429, f"The server is busy: {self.engine.max_queue} requests already wait for a slot; "
                            f"retry later", code="queue_full") from None
@@ -227,17 +226,16 @@ class Generation:
     async def deltas(self):
         """(choice, new text, logprobs-so-far-taken?) for every event that changes what a client sees; ends when
         every choice has finished. Records the token metrics on the way."""
-        sched = _scheduler()
         while not self.done:
             choice, event, at = await self.queue.get()
             if choice.finish_reason is not None:  # events after our own stop-string cancel
                 continue
-            if isinstance(event, sched.TokenEvent):
+            if isinstance(event, TokenEvent):
                 self._time_token(choice, at)
                 yield choice, choice.on_token(event)
-            elif isinstance(event, sched.PromptEvent):
+            elif isinstance(event, PromptEvent):
                 choice.on_prompt(event)
-            elif isinstance(event, sched.Finished):
+            elif isinstance(event, Finished):
                 yield choice, choice.on_finished(event)
 
     def _time_token(self, choice: Choice, at: float) -> None:
@@ -328,13 +326,16 @@ async def _stream(generation: Generation, header: dict):
             if delta or choice.finish_reason is not None or (logprobs and logprobs["tokens"]):
                 yield _sse({**header, "choices": [choice.payload(delta, logprobs)], **extra})
         failure = generation.error()
-        if failure is not None:
-            yield _sse(failure.body())
-        elif include_usage:
-            yield _sse({**header, "choices": [], "usage": generation.usage()})
-        yield "data: [DONE]\n\n"
+    except Exception as e:  # noqa: BLE001 - the status line is sent: the only way left to tell is an error chunk
+        logger.exception("stream %s failed", header["id"])
+        failure = APIError(500, f"Internal server error ({type(e).__name__})")
     finally:
         generation.cancel()
+    if failure is not None:
+        yield _sse(failure.body())
+    elif include_usage:
+        yield _sse({**header, "choices": [], "usage": generation.usage()})
+    yield "data: [DONE]\n\n"
 
 
 class EventStream(StreamingResponse):

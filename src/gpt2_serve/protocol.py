@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from typing import Annotated, Union
 
-from .errors import show
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr, field_validator, \
     model_validator
+
+from .errors import show
 
 MAX_LOGPROBS = 5  # OpenAI's limit for the legacy completions API
 MAX_N = 128
@@ -148,7 +149,8 @@ class CompletionRequest(_Body):
             if not key.lstrip("-").isdigit():
                 raise ValueError(f"`logit_bias` keys should be token ids. {_received('logit_bias', v)}")
             if not -100 <= bias <= 100:
-                raise ValueError(f"`logit_bias` values should be in [-100, 100]. Received: logit_bias[{key!r}]={bias!r}")
+                raise ValueError(f"`logit_bias` values should be in [-100, 100]. "
+                                 f"Received: logit_bias[{key!r}]={bias!r}")
             out[int(key)] = float(bias)
         return out
 

@@ -95,6 +95,7 @@ def test_disconnecting_client_frees_its_slot(server, tiny_dir):  # noqa: F811
     assert now["gpt2_serve:generation_tokens_total"] - before < 16 * 90 / 2
 
 
+@pytest.mark.slow  # a server process of its own
 def test_sigterm_during_stream_ends_it_and_exits_0(tiny_dir):  # noqa: F811
     process = ServerProcess("--model", tiny_dir)
     process.wait_ready()
@@ -138,6 +139,7 @@ def test_start_up_errors_are_one_line(args, needle):
     assert len(lines) == 1 and needle in lines[0], result.stderr
 
 
+@pytest.mark.slow  # TensorFlow's start-up and the XLA compile of the step
 def test_tf_backend_main_path(tiny_dir):  # noqa: F811
     pytest.importorskip("tensorflow")
     process = ServerProcess("--model", tiny_dir, "--backend", "tf", "--max-concurrency", "2")

@@ -18,6 +18,7 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -147,6 +148,8 @@ def main(argv=None) -> int:
     p.add_argument("--no-transformers", action="store_true", help="skip transformers serve")
     args = p.parse_args(argv)
     levels = [int(c) for c in args.clients.split(",")]
+    # a SIGTERM (e.g. from `timeout`) still runs the `finally` below, so no server process outlives the bench
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
     from gpt2_core.tokenizer import GPT2Tokenizer
 

@@ -81,10 +81,11 @@ class Server:
 
 
 def one_stream(server: Server, prompt: str, max_tokens: int, out: list) -> None:
-    """One streaming request: (time to first token, gaps between tokens, tokens)."""
-    body = {"model": server.model, "prompt": prompt, "max_tokens": max_tokens, "temperature": 0, "stream": True}
+    """One streaming request: (time to first text, gaps between text chunks, tokens)."""
+    body = {"model": server.model, "prompt": prompt, "max_tokens": max_tokens, "temperature": 0, "stream": True,
+            "stream_options": {"include_usage": True}}
     started = time.perf_counter()
-    stamps = []
+    stamps, usage = [], None
     with httpx.stream("POST", f"{server.url}/v1/completions", json=body, timeout=900) as response:
         response.raise_for_status()
         for line in response.iter_lines():
@@ -93,8 +94,11 @@ def one_stream(server: Server, prompt: str, max_tokens: int, out: list) -> None:
             chunk = json.loads(line[6:])
             if chunk.get("choices") and chunk["choices"][0].get("text"):
                 stamps.append(time.perf_counter())
-    if stamps:
-        out.append((stamps[0] - started, [b - a for a, b in zip(stamps, stamps[1:])], len(stamps)))
+            if chunk.get("usage"):
+                usage = chunk["usage"]["completion_tokens"]
+    if stamps:  # tokens as the server counts them when it says (a chunk may carry several), else chunks
+        tokens = usage if usage is not None else len(stamps)
+        out.append((stamps[0] - started, [b - a for a, b in zip(stamps, stamps[1:])], tokens))
 
 
 def run_level(server: Server, clients: int, prompt: str, max_tokens: int) -> dict:

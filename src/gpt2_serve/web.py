@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 from fastapi import FastAPI, Request
@@ -88,9 +89,11 @@ async def _read_body(request: Request, limit: int) -> dict:
 
 
 def mount(app: FastAPI, *, db_path: str | os.PathLike | None = None,
-          max_document_bytes: int = DEFAULT_MAX_DOCUMENT_BYTES) -> DocumentStore:
+          max_document_bytes: int = DEFAULT_MAX_DOCUMENT_BYTES, dependencies: Sequence = ()) -> DocumentStore:
     """Add the page, its assets and the documents API to `app`; documents live in SQLite at `db_path` (default:
-    `default_db_path()`, in the user's data directory). Returns the store (also at `app.state.documents`)."""
+    `default_db_path()`, in the user's data directory). `dependencies` (FastAPI `Depends(...)`, e.g. the server's
+    API-key check) guard /api/documents; the page, its assets and share links stay open. Returns the store (also at
+    `app.state.documents`)."""
     store = DocumentStore(default_db_path() if db_path is None else db_path, max_document_bytes=max_document_bytes)
     app.state.documents = store
     # A JSON string spends at most 6 bytes (a \\uXXXX escape) per byte of text; the text's own size is checked after.
@@ -110,7 +113,7 @@ def mount(app: FastAPI, *, db_path: str | os.PathLike | None = None,
         except ValueError as e:
             raise _BadRequest(400, str(e), param="text") from e
 
-    def route(method: str, path: str, status: int = 200):
+    def route(method: str, path: str, status: int = 200, guarded: bool = True):
         """Register `handler` answering JSON, with _BadRequest turned into the error shape."""
         def register(handler):
             async def endpoint(request: Request):
@@ -118,7 +121,8 @@ def mount(app: FastAPI, *, db_path: str | os.PathLike | None = None,
                     return JSONResponse(await handler(request, **request.path_params), status)
                 except _BadRequest as e:
                     return error_response(e.status, e.message, param=e.param, code=e.code)
-            app.add_api_route(path, endpoint, methods=[method], include_in_schema=False, name=handler.__name__)
+            app.add_api_route(path, endpoint, methods=[method], include_in_schema=False, name=handler.__name__,
+                              dependencies=list(dependencies) if guarded else None)
             return handler
         return register
 
@@ -146,7 +150,7 @@ def mount(app: FastAPI, *, db_path: str | os.PathLike | None = None,
         await call(store.delete, doc_id)
         return {"object": "document.deleted", "id": doc_id, "deleted": True}
 
-    @route("GET", "/api/shared/{share_id}")
+    @route("GET", "/api/shared/{share_id}", guarded=False)
     async def get_shared_document(request, share_id):
         return (await call(store.get_shared, share_id)).shared_dict()
 

@@ -6,7 +6,7 @@ import re
 from html.parser import HTMLParser
 
 import pytest
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.testclient import TestClient
 
 from gpt2_serve.web import STATIC_DIR, mount
@@ -160,6 +160,22 @@ def test_every_asset_comes_from_the_package():
     js = (STATIC_DIR / "app.js").read_text()
     assert not re.search(r"https?://", js) and not re.search(r"^\s*import\b", js, re.M)
     assert sorted(p.name for p in STATIC_DIR.iterdir()) == ["app.css", "app.js", "index.html"]
+
+
+def test_dependencies_guard_the_documents_but_not_the_page_or_share_links(tmp_path):
+    def require_key(request: Request):
+        if request.headers.get("authorization") != "Bearer sesame":
+            raise HTTPException(401, "no key")
+
+    app = FastAPI()
+    mount(app, db_path=tmp_path / "docs.sqlite3", dependencies=[Depends(require_key)])
+    client = TestClient(app)
+    assert client.post("/api/documents", json={"text": "x"}).status_code == 401
+    assert client.get("/api/documents").status_code == 401
+    doc = client.post("/api/documents", json={"text": "x"}, headers={"authorization": "Bearer sesame"}).json()
+    assert client.get(f"/api/documents/{doc['id']}").status_code == 401
+    assert client.get(f"/api/shared/{doc['share_id']}").json()["text"] == "x"
+    assert [client.get(p).status_code for p in ("/", f"/d/{doc['share_id']}", "/static/app.js")] == [200] * 3
 
 
 def test_default_database_lives_in_the_data_directory(tmp_path, monkeypatch):

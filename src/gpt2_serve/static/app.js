@@ -43,6 +43,7 @@ function readSetting(input) {
   settings[key] = input.type === "range" ? Number(input.value) : input.value.trim();
   if (FORMAT[key]) $(`out-${key}`).textContent = FORMAT[key](settings[key]);
   localStorage.setItem(SETTINGS_KEY, JSON.stringify(settings));
+  if (key === "api_key" && doc.failures) { doc.failures = 0; scheduleSave(0); }
 }
 
 // ---- talking to the server ---------------------------------------------------------------------------------------
@@ -76,6 +77,14 @@ async function api(method, path, body, { keepalive = false } = {}) {
 }
 
 // ---- small UI helpers ---------------------------------------------------------------------------------------------
+
+function explain(error) {
+  if (error.status === 401) return "The server needs an API key: enter it in Settings.";
+  if (error.status === 503) return "The model is still loading. Try again in a moment.";
+  if (error.status === 429) return "The server is busy. Try again in a moment.";
+  if (error instanceof TypeError) return "The server cannot be reached.";
+  return error.message;
+}
 
 let toastTimer = 0;
 function toast(message, ms = 4000) {
@@ -259,8 +268,9 @@ function choose(index) {
   }
 }
 
-// Long documents: send the tail. When the server still finds prompt + length past the model's window (a 400 that
-// names the prompt), halve the tail and ask again.
+// Long documents: send the tail. When the server still finds prompt + length past the model's window, its 400
+// (code context_length_exceeded) says how many tokens fit: ask again with a prompt cut to leave room for the length
+// (at most half the window), or, when the message cannot be read, with half the prompt.
 const MAX_PROMPT_CHARS = 6000;
 
 function tail(text, chars) {
@@ -268,6 +278,14 @@ function tail(text, chars) {
   const cut = text.slice(-chars);
   const space = cut.search(/\s/); // start at a word, not inside one
   return space > 0 && space < 200 ? cut.slice(space) : cut;
+}
+
+function refit(error, prompt, maxTokens) {
+  const numbers = /context length is (\d+) tokens; the prompt has (\d+) tokens/.exec(error.message);
+  if (!numbers) return { chars: Math.floor(prompt.length / 2), maxTokens };
+  const [window, used] = [Number(numbers[1]), Number(numbers[2])];
+  const tokens = Math.min(maxTokens, Math.floor(window / 2));
+  return { chars: Math.floor((prompt.length * (window - tokens)) / Math.max(used, 1) * 0.9), maxTokens: tokens };
 }
 
 async function requestSuggestions() {
@@ -278,23 +296,24 @@ async function requestSuggestions() {
   const controller = new AbortController();
   current.requests.add(controller);
   const timer = setTimeout(() => controller.abort("time"), settings.time_budget * 1000);
-  let chars = MAX_PROMPT_CHARS;
+  let fit = { chars: MAX_PROMPT_CHARS, maxTokens: settings.max_tokens };
   try {
-    for (;;) {
+    for (let attempt = 0; ; attempt += 1) {
+      const prompt = tail(current.ctx.prompt, fit.chars) || "\n";
       try {
-        await streamCompletions(current, tail(current.ctx.prompt, chars) || "\n", options, controller.signal);
+        await streamCompletions(current, prompt, fit.maxTokens, options, controller.signal);
         break;
       } catch (error) {
         const tooLong = error instanceof ApiError && error.status === 400
-          && (error.param === "prompt" || /n_positions|context|too long/i.test(error.message));
-        if (!tooLong || chars < 64) throw error;
-        chars = Math.floor(Math.min(chars, current.ctx.prompt.length) / 2);
+          && (error.code === "context_length_exceeded" || /context length/i.test(error.message));
+        if (!tooLong || attempt === 5) throw error;
+        fit = refit(error, prompt, fit.maxTokens);
       }
     }
   } catch (error) {
     if (controller.signal.aborted && controller.signal.reason === "closed") return;
     if (!(controller.signal.aborted && controller.signal.reason === "time")) {
-      toast(error.status === 503 ? "The model is still loading. Try again in a moment." : `No suggestions: ${error.message}`);
+      toast(explain(error));
       if (session === current) {
         for (const option of options) { option.el.remove(); current.options.splice(current.options.indexOf(option), 1); }
         if (!current.options.length) closeSession();
@@ -312,10 +331,10 @@ async function requestSuggestions() {
 }
 
 // POST /v1/completions with stream: true, filling `options[choice.index]` as the server-sent events arrive.
-async function streamCompletions(current, prompt, options, signal) {
+async function streamCompletions(current, prompt, maxTokens, options, signal) {
   const body = {
     prompt, n: options.length, stream: true,
-    max_tokens: settings.max_tokens, temperature: settings.temperature, top_p: settings.top_p,
+    max_tokens: maxTokens, temperature: settings.temperature, top_p: settings.top_p,
   };
   if (settings.top_k > 0) body.top_k = settings.top_k;
   const response = await fetch("/v1/completions", { method: "POST", headers: headers(), body: JSON.stringify(body), signal });
@@ -442,6 +461,9 @@ async function save({ force = false } = {}) {
         setSaveState("Saving as a new document…");
         doc.saving = null;
         return save();
+      } else if (error.status === 401) {
+        doc.failures += 1; // saved again once a key is entered in Settings
+        setSaveState("Not saved: the server needs an API key (Settings)", true);
       } else if (error.status === 413) {
         setSaveState("Not saved: the document is too large", true);
         toast(error.message, 8000);
@@ -510,7 +532,8 @@ async function showDocuments() {
   try {
     ({ data: documents } = await api("GET", "/api/documents"));
   } catch (error) {
-    toast(`Could not list the documents: ${error.message}`);
+    $("docs-dialog").close();
+    toast(`Could not list the documents. ${explain(error)}`);
     return;
   }
   $("doc-list-empty").hidden = documents.length > 0;
@@ -634,4 +657,4 @@ async function start() {
   editor.setSelectionRange(editor.value.length, editor.value.length);
 }
 
-start().catch((error) => toast(`Could not start: ${error.message}`, 10000));
+start().catch((error) => toast(`Could not open the document. ${explain(error)}`, 10000));

@@ -108,7 +108,7 @@ def test_tab_streams_three_choices_and_enter_inserts_the_second_at_the_caret(pag
     page.editor.press("ArrowDown")
     expect(page.options.nth(1)).to_have_attribute("aria-selected", "true")
     chosen = page.options.nth(1).get_attribute("data-insert")
-    shown = page.options.nth(1).locator(".option-text").inner_text()
+    shown = page.options.nth(1).locator(".option-words").inner_text()
     assert chosen and chosen.split() == shown.split()
     page.editor.press("Enter")
     expect(listbox).to_be_hidden()

@@ -218,10 +218,16 @@ function addOption() {
   key.className = "option-key";
   key.setAttribute("aria-hidden", "true");
   key.textContent = String(session.options.length + 1);
+  const body = document.createElement("span");
+  body.className = "option-text pending";
+  const join = document.createElement("span");
+  join.className = "option-join";
+  join.setAttribute("aria-hidden", "true");
   const text = document.createElement("span");
-  text.className = "option-text pending";
-  el.append(key, text);
-  const option = { el, textEl: text, raw: "", done: false };
+  text.className = "option-words";
+  body.append(join, text);
+  el.append(key, body);
+  const option = { el, bodyEl: body, joinEl: join, textEl: text, raw: "", done: false };
   el.addEventListener("mousedown", (event) => event.preventDefault()); // keep focus (and the caret) in the editor
   el.addEventListener("click", () => choose(session.options.indexOf(option)));
   session.options.push(option);
@@ -231,11 +237,15 @@ function addOption() {
 }
 
 function renderOption(option) {
-  const { text } = placement(option.raw, session.ctx);
-  // The list shows the words; the leading space, if any, is in what gets inserted (data-insert).
+  const { text, deleteBefore } = placement(option.raw, session.ctx);
+  // The list shows the words; the leading space, if any, is in what gets inserted (data-insert). A suggestion that
+  // joins the word at the caret ("Hel" + "lo") shows that word faintly before it, for the eye only.
   option.el.dataset.insert = text;
+  const before = session.ctx.prompt.slice(0, session.ctx.prompt.length - deleteBefore);
+  const joined = /^\S/.test(text) && /\S$/.test(before) ? before.match(/\S{1,16}$/)[0] : "";
+  option.joinEl.textContent = joined;
   option.textEl.textContent = text.replace(/^ /, "");
-  option.textEl.classList.toggle("pending", !option.done);
+  option.bodyEl.classList.toggle("pending", !option.done);
   const empty = option.done && !text.trim();
   if (empty) option.textEl.textContent = "nothing: the model ended the text here";
   option.el.setAttribute("aria-disabled", String(empty));

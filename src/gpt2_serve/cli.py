@@ -1,0 +1,172 @@
+"""gpt2-serve: the web page at / and an OpenAI-compatible completions API under /v1, from one process.
+
+    $ gpt2-serve --model ./my-checkpoint --port 8000
+    $ curl localhost:8000/v1/completions -H 'Content-Type: application/json' \\
+          -d '{"prompt": "Hello, I am", "max_tokens": 20, "temperature": 0}'
+
+The server answers at once; /health says 503 until the model is loaded. Ctrl-C or SIGTERM stops it cleanly:
+streams in flight end with an error chunk and [DONE], then the process exits 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import logging
+import os
+import signal
+import sys
+import threading
+
+import uvicorn
+
+logger = logging.getLogger("gpt2_serve")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, no usage block
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _positive_int(text):
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"should be a positive integer, got {text}")
+    return value
+
+
+def _non_negative_int(text):
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"should be a non-negative integer, got {text}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .engine import BACKENDS, DTYPES
+
+    p = _Parser(prog="gpt2-serve", description="Serve GPT-2: the Write With Transformer page and an "
+                                               "OpenAI-compatible /v1/completions API.")
+    p.add_argument("--model", default=None,
+                   help="a checkpoint directory or hub name (what from_pretrained takes); default: the bundled model")
+    p.add_argument("--served-model-name", default=None, help="the name clients pass as `model` (default: --model)")
+    p.add_argument("--backend", choices=BACKENDS, default="pt")
+    p.add_argument("--host", default="127.0.0.1", help="the address to bind (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=_non_negative_int, default=8000)
+    key = p.add_mutually_exclusive_group()
+    key.add_argument("--api-key", default=None, help="require `Authorization: Bearer KEY` on the API routes")
+    key.add_argument("--api-key-file", default=None, help="read the API key from this file (first line)")
+    p.add_argument("--max-concurrency", type=_positive_int, default=8, help="requests decoded at once (slots)")
+    p.add_argument("--max-queue", type=_non_negative_int, default=64,
+                   help="requests that may wait for a slot; more get 429")
+    p.add_argument("--int8", action="store_true", help="int8 weights for the linear layers (PyTorch)")
+    p.add_argument("--dtype", choices=DTYPES, default="float32")
+    p.add_argument("--db", default=None, help="the documents database of the web page (default: the user's data "
+                                             "directory)")
+    p.add_argument("--max-body-bytes", type=_positive_int, default=None, help="larger request bodies get 413")
+    p.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
+    return p
+
+
+class CLIError(Exception):
+    """A user-facing problem: printed as one line, exit status 1."""
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s: %(message)s")
+    try:
+        return _run(args)
+    except (CLIError, ValueError, OSError, ImportError) as e:
+        message = str(e).splitlines()[0] if str(e) else type(e).__name__
+        print(f"gpt2-serve: error: {message}", file=sys.stderr)
+        return 1
+
+
+def _model_path(args) -> str:
+    if args.model is not None:
+        return args.model
+    if importlib.util.find_spec("gpt2_core.bundled") is None:
+        raise CLIError("no --model given and this installation has no bundled default model "
+                       "(gpt2_core.bundled is missing): pass --model, e.g. --model gpt2")
+    from gpt2_core import bundled
+
+    path = str(bundled.default_model())
+    logger.info("no --model given: serving the bundled default model at %s", path)
+    return path
+
+
+def _api_key(args) -> str | None:
+    if args.api_key_file is None:
+        return args.api_key
+    try:
+        with open(args.api_key_file, encoding="utf-8") as f:
+            key = f.readline().strip()
+    except OSError as e:
+        raise CLIError(f"cannot read --api-key-file {args.api_key_file}: {e.strerror}") from e
+    if not key:
+        raise CLIError(f"--api-key-file {args.api_key_file} is empty")
+    return key
+
+
+def _db_path(args):
+    if args.db is not None:
+        return args.db
+    if importlib.util.find_spec("gpt2_serve.store") is None:
+        return None
+    from . import store
+
+    default = getattr(store, "default_db_path", None)
+    return default() if default is not None else None
+
+
+def _run(args) -> int:
+    from .app import MAX_BODY_BYTES, create_app
+    from .engine import Engine
+
+    if args.int8 and args.backend != "pt":
+        raise CLIError("--int8 is available with --backend pt only")
+    if args.int8 and args.dtype != "float32":
+        raise CLIError(f"--int8 quantises float32 weights; it cannot be combined with --dtype {args.dtype}")
+    model = _model_path(args)
+    engine = Engine(model, backend=args.backend, dtype=args.dtype, int8=args.int8,
+                    max_concurrency=args.max_concurrency, max_queue=args.max_queue,
+                    served_model_name=args.served_model_name)
+    app = create_app(engine, api_key=_api_key(args), db_path=_db_path(args),
+                     max_body_bytes=args.max_body_bytes or MAX_BODY_BYTES)
+    config = uvicorn.Config(app, host=args.host, port=args.port, log_level=args.log_level,
+                            timeout_graceful_shutdown=10, lifespan="off")
+    server = _Server(config, engine)
+
+    def loaded(engine):
+        if engine.state == "failed":
+            server.should_exit = True  # nothing to serve: stop, and exit 1 below
+    engine.start(on_done=loaded)
+    # uvicorn re-raises the signal that stopped it once it is done; a no-op handler then lets us exit 0
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: None)
+    server.run()
+    if engine.state == "failed":
+        raise CLIError(f"could not load the model {model}: {engine.error}")
+    if not server.started:
+        raise CLIError(f"could not listen on {args.host}:{args.port}")
+    return 0
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's Server, plus: the first Ctrl-C/SIGTERM also ends the scheduler, so streams in flight finish
+    with an error chunk at once instead of holding the shutdown until they complete."""
+
+    def __init__(self, config, engine):
+        super().__init__(config)
+        self.engine = engine
+
+    def handle_exit(self, sig, frame):
+        super().handle_exit(sig, frame)
+        # on a thread of its own: a signal handler may have interrupted a thread holding the scheduler's lock
+        threading.Thread(target=self.engine.shutdown, name="gpt2-serve-stop", daemon=True).start()
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    sys.exit(main())

@@ -30,7 +30,7 @@ def create_app(engine, *, api_key: str | None = None, db_path=None,
                max_body_bytes: int = MAX_BODY_BYTES) -> FastAPI:
     """The server for `engine` (an `Engine`, loaded or loading). With `api_key`, every route that runs the model
     needs `Authorization: Bearer <api_key>`; /health and /metrics stay open. With `db_path`, the web app's
-    page and documents (gpt2_serve.web, when installed) are mounted too."""
+    page and documents (gpt2_serve.web, when installed) are mounted too, the documents API behind the same key."""
     app = FastAPI(title="gpt2-serve", docs_url=None, redoc_url=None)
     app.state.engine = engine
     app.state.metrics = metrics = Metrics()
@@ -46,7 +46,7 @@ def create_app(engine, *, api_key: str | None = None, db_path=None,
     if db_path is not None and importlib.util.find_spec("gpt2_serve.web") is not None:
         from . import web
 
-        web.mount(app, db_path=db_path)
+        web.mount(app, db_path=db_path, dependencies=guarded)
     app.add_middleware(_Counted, metrics=metrics)
     app.add_middleware(_BodyLimit, limit=max_body_bytes)
     metrics.watch(engine)

@@ -30,6 +30,7 @@ from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 
+from .errors import APIError, show
 from .store import (DEFAULT_MAX_DOCUMENT_BYTES, DocumentNotFound, DocumentStore, DocumentTooLarge,
                     RevisionConflict, default_db_path)
 
@@ -45,46 +46,35 @@ _PAGE_HEADERS = {
 _BODY_FIELDS = {"text": str, "title": (str, type(None)), "revision": (int, type(None))}
 
 
-def error_response(status: int, message: str, *, param: str | None = None, code: str | None = None,
-                   type: str = "invalid_request_error") -> JSONResponse:
-    return JSONResponse({"error": {"message": message, "type": type, "param": param, "code": code}}, status)
-
-
-class _BadRequest(Exception):
-    def __init__(self, status: int, message: str, *, param: str | None = None, code: str | None = None):
-        super().__init__(message)
-        self.status, self.message, self.param, self.code = status, message, param, code
-
-
 async def _read_body(request: Request, limit: int) -> dict:
     """The JSON body as a dict of known fields, refusing (413) a body past `limit` bytes before reading it all."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise _BadRequest(413, f"The request body should be at most {limit} bytes. Received: {declared} bytes",
-                          code="request_too_large")
+        raise APIError(413, f"The request body should be at most {limit} bytes. Received: {declared} bytes",
+                       code="request_too_large")
     chunks, size = [], 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
-            raise _BadRequest(413, f"The request body should be at most {limit} bytes. Received: more",
-                              code="request_too_large")
+            raise APIError(413, f"The request body should be at most {limit} bytes. Received: more",
+                           code="request_too_large")
         chunks.append(chunk)
     try:
         body = json.loads(b"".join(chunks))
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise _BadRequest(400, f"The request body should be a JSON object. Received: invalid JSON ({e})") from e
+        raise APIError(400, f"The request body should be a JSON object. Received: invalid JSON ({e})") from e
     if not isinstance(body, dict):
-        raise _BadRequest(400, f"The request body should be a JSON object. Received: {type(body).__name__}")
+        raise APIError(400, f"The request body should be a JSON object. Received: {show(body, 80)}")
     for key, value in body.items():
         if key not in _BODY_FIELDS:
-            raise _BadRequest(400, f"Unknown field {key!r}; a document takes text, title and revision. "
-                                   f"Received: {key}={value!r:.80}", param=key)
+            raise APIError(400, f"Unknown field `{key}`: a document takes text, title and revision. "
+                                f"Received: {key}={show(value, 80)}", param=key)
         # bool is an int to isinstance, but `"revision": true` is a client bug worth naming.
         if not isinstance(value, _BODY_FIELDS[key]) or isinstance(value, bool):
             expected = {"text": "a string", "title": "a string or null", "revision": "an integer or null"}[key]
-            raise _BadRequest(400, f"{key} should be {expected}. Received: {key}={value!r:.80}", param=key)
+            raise APIError(400, f"`{key}` should be {expected}. Received: {key}={show(value, 80)}", param=key)
     if "text" not in body:
-        raise _BadRequest(400, "text is required. Received: no text field", param="text")
+        raise APIError(400, "`text` is required. Received: no text field", param="text")
     return body
 
 
@@ -105,22 +95,24 @@ def mount(app: FastAPI, *, db_path: str | os.PathLike | None = None,
         try:
             return await run_in_threadpool(fn, *args, **kwargs)
         except DocumentNotFound as e:
-            raise _BadRequest(404, str(e), param="id", code="document_not_found") from e
+            raise APIError(404, str(e), param="id", code="document_not_found") from e
         except DocumentTooLarge as e:
-            raise _BadRequest(413, str(e), param="text", code="document_too_large") from e
+            raise APIError(413, str(e), param="text", code="document_too_large") from e
         except RevisionConflict as e:
-            raise _BadRequest(409, str(e), param="revision", code="revision_conflict") from e
+            raise APIError(409, str(e), param="revision", code="revision_conflict",
+                           type="invalid_request_error") from e
         except ValueError as e:
-            raise _BadRequest(400, str(e), param="text") from e
+            raise APIError(400, str(e), param="text") from e
 
     def route(method: str, path: str, status: int = 200, guarded: bool = True):
-        """Register `handler` answering JSON, with _BadRequest turned into the error shape."""
+        """Register `handler` answering JSON, and its APIError in the error shape (also on an app without the
+        server's exception handlers)."""
         def register(handler):
             async def endpoint(request: Request):
                 try:
                     return JSONResponse(await handler(request, **request.path_params), status)
-                except _BadRequest as e:
-                    return error_response(e.status, e.message, param=e.param, code=e.code)
+                except APIError as e:
+                    return e.response()
             app.add_api_route(path, endpoint, methods=[method], include_in_schema=False, name=handler.__name__,
                               dependencies=list(dependencies) if guarded else None)
             return handler

@@ -26,7 +26,8 @@ def assert_error(response, status, *, code=None, param=None, message=None):
     assert response.status_code == status, response.text
     body = response.json()
     assert set(body) == {"error"} and set(body["error"]) == {"message", "type", "param", "code"}
-    assert body["error"]["type"] == "invalid_request_error"
+    assert body["error"]["type"] == {401: "authentication_error", 404: "not_found_error"}.get(
+        status, "invalid_request_error")
     assert (body["error"]["code"], body["error"]["param"]) == (code, param)
     if message:
         assert re.search(message, body["error"]["message"]), body["error"]["message"]
@@ -102,15 +103,17 @@ def test_oversized_documents_are_413(client):
 
 @pytest.mark.parametrize("body, param, message", [
     (b"{not json", None, "should be a JSON object. Received: invalid JSON"),
-    (b"[1, 2]", None, "should be a JSON object. Received: list"),
+    (b"[1, 2]", None, "should be a JSON object. Received: [1, 2]"),
     (b"\xff\xfe", None, "invalid JSON"),
-    (b"{}", "text", "text is required"),
-    (b'{"text": 5}', "text", "text should be a string. Received: text=5"),
-    (b'{"text": null}', "text", "text should be a string. Received: text=None"),
-    (b'{"text": "a", "revision": "1"}', "revision", "revision should be an integer or null. Received: revision='1'"),
-    (b'{"text": "a", "revision": true}', "revision", "revision should be an integer or null. Received: revision=True"),
-    (b'{"text": "a", "title": 3}', "title", "title should be a string or null"),
-    (b'{"text": "a", "colour": "red"}', "colour", "Unknown field 'colour'"),
+    (b"{}", "text", "`text` is required"),
+    (b'{"text": 5}', "text", "`text` should be a string. Received: text=5"),
+    (b'{"text": null}', "text", "`text` should be a string. Received: text=null"),
+    (b'{"text": "a", "revision": "1"}', "revision", '`revision` should be an integer or null. Received: revision="1"'),
+    (b'{"text": "a", "revision": true}', "revision",
+     "`revision` should be an integer or null. Received: revision=true"),
+    (b'{"text": "a", "title": 3}', "title", "`title` should be a string or null"),
+    (b'{"text": "a", "colour": "red"}', "colour", 'Unknown field `colour`: a document takes text, title and revision. '
+                                                  'Received: colour="red"'),
     (b'{"text": "bad \\ud800 surrogate"}', "text", "text should be valid Unicode"),
 ])
 def test_malformed_bodies_are_400(client, body, param, message):
@@ -176,6 +179,22 @@ def test_dependencies_guard_the_documents_but_not_the_page_or_share_links(tmp_pa
     assert client.get(f"/api/documents/{doc['id']}").status_code == 401
     assert client.get(f"/api/shared/{doc['share_id']}").json()["text"] == "x"
     assert [client.get(p).status_code for p in ("/", f"/d/{doc['share_id']}", "/static/app.js")] == [200] * 3
+
+
+def test_the_server_puts_documents_behind_its_api_key(tmp_path):
+    """gpt2-serve's app (the model is never loaded: documents do not need it) guards /api/documents with its key."""
+    from gpt2_serve.app import create_app
+    from gpt2_serve.engine import Engine
+
+    client = TestClient(create_app(Engine("never-loaded"), api_key="sesame", db_path=tmp_path / "d.sqlite3"))
+    assert_error(client.get("/api/documents"), 401, code="invalid_api_key")
+    assert_error(client.post("/api/documents", json={"text": "x"}), 401, code="invalid_api_key")
+    key = {"authorization": "Bearer sesame"}
+    doc = client.post("/api/documents", json={"text": "x"}, headers=key).json()
+    assert_error(client.put(f"/api/documents/{doc['id']}", json={"text": "y"}), 401, code="invalid_api_key")
+    assert client.put(f"/api/documents/{doc['id']}", json={"text": "y"}, headers=key).json()["revision"] == 2
+    assert client.get(f"/api/shared/{doc['share_id']}").json()["text"] == "y"
+    assert [client.get(p).status_code for p in ("/", f"/d/{doc['share_id']}", "/static/app.css")] == [200] * 3
 
 
 def test_default_database_lives_in_the_data_directory(tmp_path, monkeypatch):

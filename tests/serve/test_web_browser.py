@@ -8,10 +8,8 @@ import shutil
 
 import httpx
 import pytest
+from serving import ServerProcess, write_checkpoint  # tests/serve/serving.py: a real gpt2-serve, a tiny checkpoint
 
-# The serve helper's process and tiny-checkpoint fixtures (tests/serve/serving.py).
-serving = pytest.importorskip("serving", reason="tests/serve/serving.py (the serve branch) is not merged yet")
-ServerProcess, write_checkpoint = serving.ServerProcess, serving.write_checkpoint
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

@@ -3,6 +3,7 @@
 /v1/completions."""
 
 import json
+import os
 import re
 import shutil
 
@@ -260,3 +261,48 @@ def test_esc_closes_and_keyboard_users_can_leave_the_editor(page):
     expect(page.page.get_by_role("option")).to_have_count(0)
     page.page.keyboard.press("Shift+Tab")
     expect(page.editor).to_be_focused()
+
+
+STORY = ("The lighthouse keeper had not seen a ship in eleven years. Every evening he climbed the stairs, lit the "
+         "lamp, and wrote one line in the log.\n\nThen, on a grey Tuesday in March, the radio on the desk crackled "
+         "and a voice said")
+
+
+def test_suggestions_open_under_the_caret_and_the_focus_ring_shows(browser, server, tmp_path):
+    """Where the list opens, checked against the caret's place measured another way (canvas text metrics), and
+    the screenshot the README shows (GPT2_WEB_SCREENSHOT=docs/web-app.png writes it there)."""
+    p = Page(browser, server, max_tokens=10)
+    p.page.set_viewport_size({"width": 1280, "height": 800})
+    try:
+        p.editor.press_sequentially("Hello world, said the")
+        p.suggest(3)
+        caret = p.editor.evaluate("""e => {
+            const s = getComputedStyle(e), r = e.getBoundingClientRect();
+            const ctx = document.createElement("canvas").getContext("2d");
+            ctx.font = `${s.fontStyle} ${s.fontWeight} ${s.fontSize} ${s.fontFamily}`;
+            return {x: r.left + parseFloat(s.paddingLeft) + ctx.measureText(e.value).width,
+                    y: r.top + parseFloat(s.paddingTop) + parseFloat(s.lineHeight)};
+        }""")
+        box = p.page.locator("#popover").bounding_box()
+        assert caret["y"] <= box["y"] <= caret["y"] + 12  # just under the caret's line
+        assert caret["x"] - 40 <= box["x"] <= caret["x"]  # starting at the caret (less its inner padding)
+
+        p.editor.press("Escape")
+        p.editor.fill(STORY)
+        p.wait_saved()
+        p.page.mouse.move(5, 5)
+        p.suggest(3)
+        p.editor.press("ArrowDown")
+        shot = tmp_path / "web-app.png"
+        p.page.screenshot(path=shot)
+        assert shot.stat().st_size > 10_000
+        if os.environ.get("GPT2_WEB_SCREENSHOT"):
+            shutil.copyfile(shot, os.environ["GPT2_WEB_SCREENSHOT"])
+
+        p.editor.press("Escape")
+        p.page.keyboard.press("Shift+Tab")  # to the last button in the bar, by keyboard: the ring shows
+        focused = p.page.evaluate("() => document.activeElement.textContent")
+        ring = p.page.evaluate("() => getComputedStyle(document.activeElement).outlineStyle")
+        assert (focused, ring) == ("Settings", "solid")
+    finally:
+        p.close()

@@ -52,8 +52,9 @@ class Page:
     def __init__(self, browser, server, **settings):
         self.context = browser.new_context(viewport={"width": 1100, "height": 760})
         self.page = self.context.new_page()
-        self.errors, self.completion_bodies = [], []
+        self.errors, self.completion_bodies, self.cut_off = [], [], []
         self.page.on("pageerror", lambda e: self.errors.append(str(e)))
+        self.page.on("requestfailed", lambda r: self.cut_off.append(r.url.rsplit("/", 2)[-2:]))
         self.page.on("request", self._record)
         self.server = server
         # What the settings panel stores, put in place before the page first reads it.
@@ -115,6 +116,8 @@ def test_tab_streams_three_choices_and_enter_inserts_the_second_at_the_caret(pag
     caret = page.editor.evaluate("e => [e.selectionStart, e.selectionEnd]")
     assert caret == [len("Once upon a time" + chosen)] * 2
     expect(page.editor).to_be_focused()
+    page.editor.press("Control+z")  # the insertion is one step of the browser's own undo
+    expect(page.editor).to_have_value("Once upon a time the end.")
 
 
 def test_tab_again_adds_three_more_below_and_a_click_inserts(page):
@@ -130,6 +133,20 @@ def test_tab_again_adds_three_more_below_and_a_click_inserts(page):
     expect(page.page.get_by_role("listbox", name="Suggestions")).to_be_hidden()
     expect(page.editor).to_have_value("The weather today" + fourth)
     expect(page.editor).to_be_focused()
+
+
+def test_the_suggest_button_and_the_time_budget(browser, server):
+    p = Page(browser, server, max_tokens=64, time_budget=0.5)
+    try:
+        p.editor.press_sequentially("A button for touch screens")
+        p.page.get_by_role("button", name="Suggest").click()
+        expect(p.options).to_have_count(3)
+        expect(p.editor).to_be_focused()
+        # Half a second is not 64 tokens here: the streams are cut at the budget, each keeping what it had.
+        expect(p.page.locator(".option-text.pending")).to_have_count(0, timeout=5_000)
+        assert p.cut_off == [["v1", "completions"]]  # the page hung up on the server
+    finally:
+        p.close()
 
 
 def test_typing_cancels_what_is_in_flight(browser, server):

@@ -227,7 +227,7 @@ function addOption() {
   text.className = "option-words";
   body.append(join, text);
   el.append(key, body);
-  const option = { el, bodyEl: body, joinEl: join, textEl: text, raw: "", done: false };
+  const option = { el, bodyEl: body, joinEl: join, textEl: text, raw: "", done: false, finish: null };
   el.addEventListener("mousedown", (event) => event.preventDefault()); // keep focus (and the caret) in the editor
   el.addEventListener("click", () => choose(session.options.indexOf(option)));
   session.options.push(option);
@@ -247,7 +247,7 @@ function renderOption(option) {
   option.textEl.textContent = text.replace(/^ /, "");
   option.bodyEl.classList.toggle("pending", !option.done);
   const empty = option.done && !text.trim();
-  if (empty) option.textEl.textContent = "nothing: the model ended the text here";
+  if (empty) option.textEl.textContent = option.finish ? "nothing: the model ended the text here" : "nothing in the time budget";
   option.el.setAttribute("aria-disabled", String(empty));
 }
 
@@ -368,7 +368,7 @@ async function streamCompletions(current, prompt, maxTokens, options, signal) {
         const option = options[choice.index];
         if (!option || session !== current) continue;
         option.raw += choice.text || "";
-        if (choice.finish_reason) option.done = true;
+        if (choice.finish_reason) { option.done = true; option.finish = choice.finish_reason; }
         renderOption(option);
       }
     }
@@ -620,6 +620,9 @@ $("reset-settings").addEventListener("click", () => {
   showSettings();
 });
 $("open-docs").addEventListener("click", showDocuments);
+// The Suggest button is Tab for touch screens: it leaves the caret (and focus) in the editor.
+$("suggest").addEventListener("mousedown", (event) => event.preventDefault());
+$("suggest").addEventListener("click", () => { editor.focus(); requestSuggestions(); });
 $("share").addEventListener("click", showShare);
 $("new-doc").addEventListener("click", newDocument);
 $("new-doc-2").addEventListener("click", () => { $("docs-dialog").close(); newDocument(); });

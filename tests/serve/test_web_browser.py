@@ -50,7 +50,7 @@ class Page:
     """A fresh browser context (its own localStorage) on the editor, recording every /v1/completions body."""
 
     def __init__(self, browser, server, **settings):
-        self.context = browser.new_context(viewport={"width": 1100, "height": 760})
+        self.context = browser.new_context(viewport={"width": 1280, "height": 800})
         self.page = self.context.new_page()
         self.errors, self.completion_bodies, self.cut_off = [], [], []
         self.page.on("pageerror", lambda e: self.errors.append(str(e)))
@@ -83,10 +83,17 @@ class Page:
 
 
 @pytest.fixture
-def page(browser, server):
-    p = Page(browser, server)
-    yield p
-    p.close()
+def open_page(browser, server):
+    """`open_page(**settings)`: a fresh Page with these settings stored; all are closed (and checked) after."""
+    pages = []
+    yield lambda **settings: pages.append(Page(browser, server, **settings)) or pages[-1]
+    for p in pages:
+        p.close()
+
+
+@pytest.fixture
+def page(open_page):
+    return open_page()
 
 
 def greedy(server, prompt, max_tokens):
@@ -135,82 +142,70 @@ def test_tab_again_adds_three_more_below_and_a_click_inserts(page):
     expect(page.editor).to_be_focused()
 
 
-def test_the_suggest_button_and_the_time_budget(browser, server):
-    p = Page(browser, server, max_tokens=64, time_budget=0.5)
-    try:
-        p.editor.press_sequentially("A button for touch screens")
-        p.page.get_by_role("button", name="Suggest").click()
-        expect(p.options).to_have_count(3)
-        expect(p.editor).to_be_focused()
-        # Half a second is not 64 tokens here: the streams are cut at the budget, each keeping what it had.
-        expect(p.page.locator(".option-text.pending")).to_have_count(0, timeout=5_000)
-        assert p.cut_off == [["v1", "completions"]]  # the page hung up on the server
-    finally:
-        p.close()
+def test_the_suggest_button_and_the_time_budget(open_page):
+    p = open_page(max_tokens=64, time_budget=0.5)
+    p.editor.press_sequentially("A button for touch screens")
+    p.page.get_by_role("button", name="Suggest").click()
+    expect(p.options).to_have_count(3)
+    expect(p.editor).to_be_focused()
+    # Half a second is not 64 tokens here: the streams are cut at the budget, each keeping what it had.
+    expect(p.page.locator(".option-text.pending")).to_have_count(0, timeout=5_000)
+    assert p.cut_off == [["v1", "completions"]]  # the page hung up on the server
 
 
-def test_typing_cancels_what_is_in_flight(browser, server):
+def test_typing_cancels_what_is_in_flight(open_page):
     # A long request, so the typing surely lands while it streams.
-    p = Page(browser, server, max_tokens=128)
-    try:
-        p.editor.press_sequentially("Hello")
-        p.editor.press("Tab")
-        expect(p.options.first.locator(".option-text")).to_have_text(re.compile(r"\S"))  # streaming
-        # 128 tokens do not fit the tiny model's 96 positions: the page asked again for what fits.
-        assert [b["max_tokens"] for b in p.completion_bodies] == [128, 48]
-        p.editor.press_sequentially(" there")
-        expect(p.page.get_by_role("listbox", name="Suggestions")).to_be_hidden()
-        p.page.wait_for_timeout(300)
-        expect(p.options).to_have_count(0)  # nothing streamed in after the typing
-        expect(p.editor).to_have_value("Hello there")
-    finally:
-        p.close()
+    p = open_page(max_tokens=128)
+    p.editor.press_sequentially("Hello")
+    p.editor.press("Tab")
+    expect(p.options.first.locator(".option-text")).to_have_text(re.compile(r"\S"))  # streaming
+    # 128 tokens do not fit the tiny model's 96 positions: the page asked again for what fits.
+    assert [b["max_tokens"] for b in p.completion_bodies] == [128, 48]
+    p.editor.press_sequentially(" there")
+    expect(p.page.get_by_role("listbox", name="Suggestions")).to_be_hidden()
+    p.page.wait_for_timeout(300)
+    expect(p.options).to_have_count(0)  # nothing streamed in after the typing
+    expect(p.editor).to_have_value("Hello there")
 
 
-def test_smart_spacing_finishes_words_and_reuses_a_typed_space(browser, server):
-    p = Page(browser, server, temperature=0)
-    try:
-        # A half-typed word is sent as it is: no space is forced in.
-        p.editor.press_sequentially("The quick bro")
-        p.suggest(3)
-        assert p.completion_bodies[-1]["prompt"] == "The quick bro"
-        p.editor.press("Enter")
-        expect(p.editor).to_have_value("The quick bro" + greedy(server, "The quick bro", 6))
-        # A trailing space is held back from the prompt and given back by the choice: the text reads as prompt +
-        # completion whether the completion starts with a space or not.
-        p.editor.fill("")
-        p.editor.press_sequentially("It was a dark ")
-        p.suggest(3)
-        assert p.completion_bodies[-1]["prompt"] == "It was a dark"
-        p.editor.press("Enter")
-        expect(p.editor).to_have_value("It was a dark" + greedy(server, "It was a dark", 6))
-    finally:
-        p.close()
+def test_smart_spacing_finishes_words_and_reuses_a_typed_space(open_page, server):
+    p = open_page(temperature=0)
+    # A half-typed word is sent as it is: no space is forced in.
+    p.editor.press_sequentially("The quick bro")
+    p.suggest(3)
+    assert p.completion_bodies[-1]["prompt"] == "The quick bro"
+    p.editor.press("Enter")
+    expect(p.editor).to_have_value("The quick bro" + greedy(server, "The quick bro", 6))
+    # A trailing space is held back from the prompt and given back by the choice: the text reads as prompt +
+    # completion whether the completion starts with a space or not.
+    p.editor.fill("")
+    p.editor.press_sequentially("It was a dark ")
+    p.suggest(3)
+    assert p.completion_bodies[-1]["prompt"] == "It was a dark"
+    p.editor.press("Enter")
+    expect(p.editor).to_have_value("It was a dark" + greedy(server, "It was a dark", 6))
 
 
-def test_settings_are_sent_and_kept(browser, server):
-    p = Page(browser, server)
-    try:
-        p.page.get_by_role("button", name="Settings").click()
-        dialog = p.page.get_by_role("dialog", name="Settings")
-        expect(dialog).to_be_visible()
-        dialog.get_by_label("Suggestions per Tab").press("ArrowLeft")  # 3 -> 2, by keyboard
-        dialog.get_by_label("Temperature").fill("0.5")
-        dialog.get_by_label("Top-k").fill("0")
-        dialog.get_by_label("Length").fill("4")
-        dialog.get_by_role("button", name="Done").click()
-        expect(dialog).to_be_hidden()
-        expect(p.editor).to_be_focused()
-        p.editor.press_sequentially("Settings")
-        p.suggest(2)
-        body = p.completion_bodies[-1]
-        assert (body["n"], body["temperature"], body["max_tokens"], "top_k" in body) == (2, 0.5, 4, False)
-        p.page.reload()
-        p.editor.press("End")
-        p.suggest(2)
-        assert p.completion_bodies[-1]["temperature"] == 0.5
-    finally:
-        p.close()
+def test_settings_are_sent_and_kept(open_page):
+    p = open_page()
+    p.page.get_by_role("button", name="Settings").click()
+    dialog = p.page.get_by_role("dialog", name="Settings")
+    expect(dialog).to_be_visible()
+    dialog.get_by_label("Suggestions per Tab").press("ArrowLeft")  # 3 -> 2, by keyboard
+    dialog.get_by_label("Temperature").fill("0.5")
+    dialog.get_by_label("Top-k").fill("0")
+    dialog.get_by_label("Length").fill("4")
+    dialog.get_by_role("button", name="Done").click()
+    expect(dialog).to_be_hidden()
+    expect(p.editor).to_be_focused()
+    p.editor.press_sequentially("Settings")
+    p.suggest(2)
+    body = p.completion_bodies[-1]
+    assert (body["n"], body["temperature"], body["max_tokens"], "top_k" in body) == (2, 0.5, 4, False)
+    p.page.reload()
+    p.editor.press("End")
+    p.suggest(2)
+    assert p.completion_bodies[-1]["temperature"] == 0.5
 
 
 def test_reload_restores_and_the_share_link_is_read_only_and_duplicates(browser, server, page):
@@ -285,41 +280,37 @@ STORY = ("The lighthouse keeper had not seen a ship in eleven years. Every eveni
          "and a voice said")
 
 
-def test_suggestions_open_under_the_caret_and_the_focus_ring_shows(browser, server, tmp_path):
+def test_suggestions_open_under_the_caret_and_the_focus_ring_shows(open_page, tmp_path):
     """Where the list opens, checked against the caret's place measured another way (canvas text metrics), and
     the screenshot the README shows (GPT2_WEB_SCREENSHOT=docs/web-app.png writes it there)."""
-    p = Page(browser, server, max_tokens=10)
-    p.page.set_viewport_size({"width": 1280, "height": 800})
-    try:
-        p.editor.press_sequentially("Hello world, said the")
-        p.suggest(3)
-        caret = p.editor.evaluate("""e => {
-            const s = getComputedStyle(e), r = e.getBoundingClientRect();
-            const ctx = document.createElement("canvas").getContext("2d");
-            ctx.font = `${s.fontStyle} ${s.fontWeight} ${s.fontSize} ${s.fontFamily}`;
-            return {x: r.left + parseFloat(s.paddingLeft) + ctx.measureText(e.value).width,
-                    y: r.top + parseFloat(s.paddingTop) + parseFloat(s.lineHeight)};
-        }""")
-        box = p.page.locator("#popover").bounding_box()
-        assert caret["y"] <= box["y"] <= caret["y"] + 12  # just under the caret's line
-        assert caret["x"] - 40 <= box["x"] <= caret["x"]  # starting at the caret (less its inner padding)
+    p = open_page(max_tokens=10)
+    p.editor.press_sequentially("Hello world, said the")
+    p.suggest(3)
+    caret = p.editor.evaluate("""e => {
+        const s = getComputedStyle(e), r = e.getBoundingClientRect();
+        const ctx = document.createElement("canvas").getContext("2d");
+        ctx.font = `${s.fontStyle} ${s.fontWeight} ${s.fontSize} ${s.fontFamily}`;
+        return {x: r.left + parseFloat(s.paddingLeft) + ctx.measureText(e.value).width,
+                y: r.top + parseFloat(s.paddingTop) + parseFloat(s.lineHeight)};
+    }""")
+    box = p.page.locator("#popover").bounding_box()
+    assert caret["y"] <= box["y"] <= caret["y"] + 12  # just under the caret's line
+    assert caret["x"] - 40 <= box["x"] <= caret["x"]  # starting at the caret (less its inner padding)
 
-        p.editor.press("Escape")
-        p.editor.fill(STORY)
-        p.wait_saved()
-        p.page.mouse.move(5, 5)
-        p.suggest(3)
-        p.editor.press("ArrowDown")
-        shot = tmp_path / "web-app.png"
-        p.page.screenshot(path=shot)
-        assert shot.stat().st_size > 10_000
-        if os.environ.get("GPT2_WEB_SCREENSHOT"):
-            shutil.copyfile(shot, os.environ["GPT2_WEB_SCREENSHOT"])
+    p.editor.press("Escape")
+    p.editor.fill(STORY)
+    p.wait_saved()
+    p.page.mouse.move(5, 5)
+    p.suggest(3)
+    p.editor.press("ArrowDown")
+    shot = tmp_path / "web-app.png"
+    p.page.screenshot(path=shot)
+    assert shot.stat().st_size > 10_000
+    if os.environ.get("GPT2_WEB_SCREENSHOT"):
+        shutil.copyfile(shot, os.environ["GPT2_WEB_SCREENSHOT"])
 
-        p.editor.press("Escape")
-        p.page.keyboard.press("Shift+Tab")  # to the last button in the bar, by keyboard: the ring shows
-        focused = p.page.evaluate("() => document.activeElement.textContent")
-        ring = p.page.evaluate("() => getComputedStyle(document.activeElement).outlineStyle")
-        assert (focused, ring) == ("Settings", "solid")
-    finally:
-        p.close()
+    p.editor.press("Escape")
+    p.page.keyboard.press("Shift+Tab")  # to the last button in the bar, by keyboard: the ring shows
+    focused = p.page.evaluate("() => document.activeElement.textContent")
+    ring = p.page.evaluate("() => getComputedStyle(document.activeElement).outlineStyle")
+    assert (focused, ring) == ("Settings", "solid")

@@ -247,6 +247,23 @@ def test_reload_restores_and_the_share_link_is_read_only_and_duplicates(browser,
     expect(page.editor).to_have_value(text)
 
 
+def test_two_windows_on_one_document_never_overwrite_each_other_silently(open_page):
+    a = open_page()
+    a.editor.fill("Draft")
+    a.wait_saved()
+    b = open_page()
+    b.page.goto(a.page.url)
+    expect(b.editor).to_have_value("Draft")
+    a.editor.fill("Draft, edited in A")
+    a.wait_saved()
+    b.editor.fill("Draft, edited in B")
+    expect(b.page.get_by_role("alert")).to_contain_text("changed in another window")
+    b.page.get_by_role("button", name="Keep mine").click()
+    b.wait_saved()
+    a.page.reload()
+    expect(a.editor).to_have_value("Draft, edited in B")
+
+
 def test_documents_list_opens_documents(page):
     page.editor.fill("First document")
     page.wait_saved()

@@ -237,17 +237,20 @@ function addOption() {
 }
 
 function renderOption(option) {
-  const { text, deleteBefore } = placement(option.raw, session.ctx);
+  const { text } = placement(option.raw, session.ctx);
   // The list shows the words; the leading space, if any, is in what gets inserted (data-insert). A suggestion that
-  // joins the word at the caret ("Hel" + "lo") shows that word faintly before it, for the eye only.
+  // joins the word at the caret ("Hel" + "lo") shows that word faintly before it, for the eye only. (The prompt is
+  // the text before the caret as it will be, a typed space the suggestion replaces left out.)
   option.el.dataset.insert = text;
-  const before = session.ctx.prompt.slice(0, session.ctx.prompt.length - deleteBefore);
-  const joined = /^\S/.test(text) && /\S$/.test(before) ? before.match(/\S{1,16}$/)[0] : "";
-  option.joinEl.textContent = joined;
+  const before = session.ctx.prompt;
+  option.joinEl.textContent = /^\S/.test(option.raw) && /\S$/.test(before) ? before.match(/\S{1,16}$/)[0] : "";
   option.textEl.textContent = text.replace(/^ /, "");
   option.bodyEl.classList.toggle("pending", !option.done);
   const empty = option.done && !text.trim();
-  if (empty) option.textEl.textContent = option.finish ? "nothing: the model ended the text here" : "nothing in the time budget";
+  if (empty) {
+    option.joinEl.textContent = "";
+    option.textEl.textContent = option.finish ? "nothing: the model ended the text here" : "nothing in the time budget";
+  }
   option.el.setAttribute("aria-disabled", String(empty));
 }
 
@@ -293,9 +296,9 @@ function tail(text, chars) {
 function refit(error, prompt, maxTokens) {
   const numbers = /context length is (\d+) tokens; the prompt has (\d+) tokens/.exec(error.message);
   if (!numbers) return { chars: Math.floor(prompt.length / 2), maxTokens };
-  const [window, used] = [Number(numbers[1]), Number(numbers[2])];
-  const tokens = Math.min(maxTokens, Math.floor(window / 2));
-  return { chars: Math.floor((prompt.length * (window - tokens)) / Math.max(used, 1) * 0.9), maxTokens: tokens };
+  const [size, used] = [Number(numbers[1]), Number(numbers[2])];
+  const tokens = Math.min(maxTokens, Math.floor(size / 2));
+  return { chars: Math.floor((prompt.length * (size - tokens)) / Math.max(used, 1) * 0.9), maxTokens: tokens };
 }
 
 async function requestSuggestions() {
@@ -325,7 +328,8 @@ async function requestSuggestions() {
     if (!(controller.signal.aborted && controller.signal.reason === "time")) {
       toast(explain(error));
       if (session === current) {
-        for (const option of options) { option.el.remove(); current.options.splice(current.options.indexOf(option), 1); }
+        for (const option of options) option.el.remove();
+        current.options = current.options.filter((option) => !options.includes(option));
         if (!current.options.length) closeSession();
         else setActive(Math.min(current.active, current.options.length - 1));
       }
@@ -347,7 +351,8 @@ async function streamCompletions(current, prompt, maxTokens, options, signal) {
     max_tokens: maxTokens, temperature: settings.temperature, top_p: settings.top_p,
   };
   if (settings.top_k > 0) body.top_k = settings.top_k;
-  const response = await fetch("/v1/completions", { method: "POST", headers: headers(), body: JSON.stringify(body), signal });
+  const request = { method: "POST", headers: headers(), body: JSON.stringify(body), signal };
+  const response = await fetch("/v1/completions", request);
   if (!response.ok) throw new ApiError(response.status, await response.json().catch(() => null));
   const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
   let buffer = "";
@@ -359,7 +364,8 @@ async function streamCompletions(current, prompt, maxTokens, options, signal) {
     while ((end = buffer.indexOf("\n\n")) >= 0) {
       const event = buffer.slice(0, end);
       buffer = buffer.slice(end + 2);
-      const data = event.split("\n").filter((line) => line.startsWith("data:")).map((line) => line.slice(5).trimStart()).join("\n");
+      const data = event.split("\n").filter((line) => line.startsWith("data:"))
+        .map((line) => line.slice(5).trimStart()).join("\n");
       if (!data) continue;
       if (data === "[DONE]") return;
       const chunk = JSON.parse(data);
@@ -406,7 +412,9 @@ window.addEventListener("resize", () => { autoGrow(); if (session) placePopover(
 // ---- documents: load, autosave, conflicts --------------------------------------------------------------------------
 
 const LAST_DOC_KEY = "wwt.lastDocument";
-const doc = { id: null, shareId: null, revision: 0, savedText: "", saving: null, timer: 0, conflict: false, failures: 0 };
+const doc = {
+  id: null, shareId: null, revision: 0, savedText: "", saving: null, timer: 0, conflict: false, failures: 0,
+};
 
 function setDocument(data) {
   doc.id = data ? data.id : null;
@@ -501,7 +509,8 @@ editor.addEventListener("input", () => {
 // Leaving the page: send what is unsaved in one last request that outlives the page.
 window.addEventListener("pagehide", () => {
   if (!editor.readOnly && dirty() && doc.id && !doc.conflict) {
-    api("PUT", `/api/documents/${doc.id}`, { text: editor.value, revision: doc.revision }, { keepalive: true }).catch(() => {});
+    const body = { text: editor.value, revision: doc.revision };
+    api("PUT", `/api/documents/${doc.id}`, body, { keepalive: true }).catch(() => {});
   }
 });
 window.addEventListener("beforeunload", (event) => {
@@ -562,7 +571,10 @@ async function showDocuments() {
     open.append(title, meta);
     open.addEventListener("click", async () => {
       $("docs-dialog").close();
-      if (document.body.classList.contains("read-only")) { location.href = `/?doc=${encodeURIComponent(item.id)}`; return; }
+      if (document.body.classList.contains("read-only")) {
+        location.href = `/?doc=${encodeURIComponent(item.id)}`;
+        return;
+      }
       await openDocument(item.id);
       editor.focus();
     });

@@ -27,7 +27,8 @@ from pathlib import Path
 DEFAULT_MAX_DOCUMENT_BYTES = 1 << 20
 # Ids are 16 random url-safe characters (96 bits): unguessable, so a share link is the only way to a document.
 ID_PATTERN = re.compile(r"[A-Za-z0-9_-]{16}")
-_TITLE_CHARS = 80
+_TITLE_CHARS = 80  # a derived title
+MAX_TITLE_CHARS = 200  # a given one
 # How long a writer waits for another's transaction before SQLite gives up (autosaves are tiny, so this is ample).
 _BUSY_TIMEOUT_S = 10.0
 
@@ -59,6 +60,14 @@ class DocumentTooLarge(ValueError):
     def __init__(self, size: int, limit: int):
         super().__init__(f"A document should be at most {limit} bytes of UTF-8. Received: {size} bytes")
         self.size, self.limit = size, limit
+
+
+class InvalidDocument(ValueError):
+    """The text or title cannot be stored as given; `param` names which."""
+
+    def __init__(self, param: str, message: str):
+        super().__init__(message)
+        self.param = param
 
 
 class RevisionConflict(RuntimeError):
@@ -151,20 +160,30 @@ class DocumentStore:
                 raise
             conn.execute("COMMIT")
 
-    def _check_size(self, text: str) -> None:
-        if not isinstance(text, str):
-            raise TypeError(f"text should be a str. Received: text of type {type(text).__name__}")
-        try:
-            size = len(text.encode("utf-8"))
-        except UnicodeEncodeError as e:  # a lone surrogate, which a JSON \uXXXX escape can carry
-            raise ValueError(f"text should be valid Unicode. Received: {text[e.start:e.end]!r} at {e.start}") from e
+    def _checked_title(self, text: str, title: str | None) -> str:
+        """Check the text and the title; return the title to store (the first line when none is given)."""
+        for name, value in (("text", text), ("title", title)):
+            if value is None and name == "title":
+                continue
+            if not isinstance(value, str):
+                raise TypeError(f"{name} should be a str. Received: {name} of type {type(value).__name__}")
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError as e:  # a lone surrogate, which a JSON \uXXXX escape can carry
+                raise InvalidDocument(name, f"{name} should be valid Unicode. "
+                                            f"Received: {value[e.start:e.end]!r} at {e.start}") from e
+        size = len(text.encode("utf-8"))
         if size > self.max_document_bytes:
             raise DocumentTooLarge(size, self.max_document_bytes)
+        if title is not None and len(title) > MAX_TITLE_CHARS:
+            raise InvalidDocument("title", f"title should be at most {MAX_TITLE_CHARS} characters. "
+                                           f"Received: {len(title)} characters")
+        return title or derive_title(text)
 
     def create(self, text: str = "", *, title: str | None = None) -> Document:
-        self._check_size(text)
+        title = self._checked_title(text, title)
         now = time.time()
-        doc = Document(_new_id(), _new_id(), title or derive_title(text), text, 1, now, now)
+        doc = Document(_new_id(), _new_id(), title, text, 1, now, now)
         with self._transaction() as conn:
             conn.execute("INSERT INTO documents VALUES (?, ?, ?, ?, ?, ?, ?)", tuple(asdict(doc).values()))
         return doc
@@ -187,7 +206,7 @@ class DocumentStore:
 
     def update(self, doc_id: str, text: str, *, title: str | None = None, revision: int | None = None) -> Document:
         """Replace the text (and title); with `revision`, only if the stored document is still at that revision."""
-        self._check_size(text)
+        title = self._checked_title(text, title)
         if not isinstance(doc_id, str) or not ID_PATTERN.fullmatch(doc_id):
             raise DocumentNotFound(doc_id)
         with self._transaction() as conn:
@@ -197,7 +216,7 @@ class DocumentStore:
             share_id, current, created = row
             if revision is not None and revision != current:
                 raise RevisionConflict(doc_id, revision, current)
-            doc = Document(doc_id, share_id, title or derive_title(text), text, current + 1, created, time.time())
+            doc = Document(doc_id, share_id, title, text, current + 1, created, time.time())
             conn.execute("UPDATE documents SET title = ?, text = ?, revision = ?, updated = ? WHERE id = ?",
                          (doc.title, doc.text, doc.revision, doc.updated, doc_id))
         return doc

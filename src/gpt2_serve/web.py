@@ -32,7 +32,7 @@ from starlette.concurrency import run_in_threadpool
 
 from .errors import APIError, show
 from .store import (DEFAULT_MAX_DOCUMENT_BYTES, DocumentNotFound, DocumentStore, DocumentTooLarge,
-                    RevisionConflict, default_db_path)
+                    InvalidDocument, RevisionConflict, default_db_path)
 
 STATIC_DIR = Path(__file__).parent / "static"
 # The page loads nothing from elsewhere; saying so to the browser also keeps a shared document's text inert.
@@ -56,12 +56,12 @@ async def _read_body(request: Request, limit: int) -> dict:
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
-            raise APIError(413, f"The request body should be at most {limit} bytes. Received: more",
+            raise APIError(413, f"The request body should be at most {limit} bytes. Received: more than that",
                            code="request_too_large")
         chunks.append(chunk)
     try:
         body = json.loads(b"".join(chunks))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:  # RecursionError: [[[[... nested
         raise APIError(400, f"The request body should be a JSON object. Received: invalid JSON ({e})") from e
     if not isinstance(body, dict):
         raise APIError(400, f"The request body should be a JSON object. Received: {show(body, 80)}")
@@ -101,8 +101,8 @@ def mount(app: FastAPI, *, db_path: str | os.PathLike | None = None,
         except RevisionConflict as e:
             raise APIError(409, str(e), param="revision", code="revision_conflict",
                            type="invalid_request_error") from e
-        except ValueError as e:
-            raise APIError(400, str(e), param="text") from e
+        except InvalidDocument as e:
+            raise APIError(400, str(e), param=e.param) from e
 
     def route(method: str, path: str, status: int = 200, guarded: bool = True):
         """Register `handler` answering JSON, and its APIError in the error shape (also on an app without the

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from gpt2_serve.store import (DocumentNotFound, DocumentStore, DocumentTooLarge, RevisionConflict, default_db_path,
-                              derive_title)
+from gpt2_serve.store import (DocumentNotFound, DocumentStore, DocumentTooLarge, InvalidDocument, RevisionConflict,
+                              default_db_path, derive_title)
 
 SRC = str(Path(__file__).resolve().parents[2] / "src")
 
@@ -103,6 +103,12 @@ def test_invalid_unicode_is_refused(store):
         store.create("abc\ud800")
     with pytest.raises(TypeError, match="text should be a str. Received: text of type bytes"):
         store.create(b"abc")
+    with pytest.raises(InvalidDocument, match="title should be valid Unicode") as info:
+        store.create("fine", title="bad \udfff")
+    assert info.value.param == "title"
+    with pytest.raises(InvalidDocument, match="title should be at most 200 characters. Received: 201 characters"):
+        store.create("fine", title="t" * 201)
+    assert store.list() == []
 
 
 def test_titles():

@@ -101,7 +101,7 @@ def test_oversized_documents_are_413(client):
     assert [d["size"] for d in client.get("/api/documents").json()["data"]] == [LIMIT]
 
 
-@pytest.mark.parametrize("body, param, message", [
+@pytest.mark.parametrize("body, param, message", ids=lambda v: repr(v[:40]) if isinstance(v, bytes) else "", argvalues=[
     (b"{not json", None, "should be a JSON object. Received: invalid JSON"),
     (b"[1, 2]", None, "should be a JSON object. Received: [1, 2]"),
     (b"\xff\xfe", None, "invalid JSON"),
@@ -115,6 +115,8 @@ def test_oversized_documents_are_413(client):
     (b'{"text": "a", "colour": "red"}', "colour", 'Unknown field `colour`: a document takes text, title and revision. '
                                                   'Received: colour="red"'),
     (b'{"text": "bad \\ud800 surrogate"}', "text", "text should be valid Unicode"),
+    (b'{"text": "a", "title": "%s"}' % (b"t" * 201), "title", "title should be at most 200 characters"),
+    (b"[" * 5000 + b"]" * 5000, None, "invalid JSON"),  # nested past Python's recursion limit
 ])
 def test_malformed_bodies_are_400(client, body, param, message):
     doc = client.post("/api/documents", json={"text": "x"}).json()

@@ -16,9 +16,11 @@ CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
-pytestmark = pytest.mark.skipif(shutil.which(CHROMIUM) is None,
-                                reason=f"the browser tests drive Debian's Chromium, and {CHROMIUM} is absent "
-                                       "(apt-get install chromium; `make install` does it)")
+# slow: a server process, a model checkpoint and a browser start; each test then takes seconds.
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(shutil.which(CHROMIUM) is None,
+                                 reason=f"the browser tests drive Debian's Chromium, and {CHROMIUM} is absent "
+                                        "(apt-get install chromium; `make install` does it)")]
 sync_api = pytest.importorskip("playwright.sync_api", reason="the browser tests need playwright (the test extra)")
 expect = sync_api.expect
 # The machine running the tests may be shared and slow; every wait below is for an event that surely comes.

@@ -7,11 +7,11 @@
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 
 from fastapi import Depends, FastAPI, Request
 
+from . import web
 from .completions import create_completion
 from .errors import APIError, install_handlers
 from .metrics import Metrics
@@ -43,9 +43,7 @@ def create_app(engine, *, api_key: str | None = None, db_path=None,
 
     app.include_router(model_router(engine, metrics), dependencies=guarded)
     app.include_router(open_router(engine, metrics))
-    if db_path is not None and importlib.util.find_spec("gpt2_serve.web") is not None:
-        from . import web
-
+    if db_path is not None:
         web.mount(app, db_path=db_path, dependencies=guarded)  # the documents API needs the key too
     app.add_middleware(_Counted, metrics=metrics)
     app.add_middleware(_BodyLimit, limit=max_body_bytes)

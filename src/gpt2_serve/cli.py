@@ -11,7 +11,6 @@ streams in flight end with an error chunk and [DONE], then the process exits 0.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import logging
 import os
 import signal
@@ -20,8 +19,12 @@ import threading
 
 import uvicorn
 
+from gpt2_core import bundled
 # one-line flag errors and flag checks, as gpt2-generate has them
-from gpt2_core.cli import CLIError, _non_negative_int, _Parser, _positive_int
+from gpt2_core.cli import CLIError
+from gpt2_core.cli_common import OneLineParser, non_negative_int, positive_int
+
+from . import store
 
 logger = logging.getLogger("gpt2_serve")
 
@@ -29,25 +32,25 @@ logger = logging.getLogger("gpt2_serve")
 def build_parser() -> argparse.ArgumentParser:
     from .engine import BACKENDS, DTYPES
 
-    p = _Parser(prog="gpt2-serve", description="Serve GPT-2: the Write With Transformer page and an "
+    p = OneLineParser(prog="gpt2-serve", description="Serve GPT-2: the Write With Transformer page and an "
                                                "OpenAI-compatible /v1/completions API.")
     p.add_argument("--model", default=None,
                    help="a checkpoint directory or hub name (what from_pretrained takes); default: the bundled model")
     p.add_argument("--served-model-name", default=None, help="the name clients pass as `model` (default: --model)")
     p.add_argument("--backend", choices=BACKENDS, default="pt")
     p.add_argument("--host", default="127.0.0.1", help="the address to bind (default 127.0.0.1: this machine only)")
-    p.add_argument("--port", type=_non_negative_int, default=8000)
+    p.add_argument("--port", type=non_negative_int, default=8000)
     key = p.add_mutually_exclusive_group()
     key.add_argument("--api-key", default=None, help="require `Authorization: Bearer KEY` on the API routes")
     key.add_argument("--api-key-file", default=None, help="read the API key from this file (first line)")
-    p.add_argument("--max-concurrency", type=_positive_int, default=8, help="requests decoded at once (slots)")
-    p.add_argument("--max-queue", type=_positive_int, default=64,
+    p.add_argument("--max-concurrency", type=positive_int, default=8, help="requests decoded at once (slots)")
+    p.add_argument("--max-queue", type=positive_int, default=64,
                    help="requests that may wait for a slot; more get 429")
     p.add_argument("--int8", action="store_true", help="int8 weights for the linear layers (PyTorch)")
     p.add_argument("--dtype", choices=DTYPES, default="float32")
     p.add_argument("--db", default=None, help="the documents database of the web page (default: the user's data "
                                              "directory)")
-    p.add_argument("--max-body-bytes", type=_positive_int, default=None, help="larger request bodies get 413")
+    p.add_argument("--max-body-bytes", type=positive_int, default=None, help="larger request bodies get 413")
     p.add_argument("--log-level", default="info", choices=("trace", "debug", "info", "warning", "error"))
     return p
 
@@ -67,15 +70,8 @@ def main(argv=None) -> int:
 def _model_path(args) -> str:
     if args.model is not None:
         return args.model
-    if importlib.util.find_spec("gpt2_core.bundled") is None:
-        raise CLIError("no --model given and this installation has no bundled default model "
-                       "(gpt2_core.bundled is missing): pass --model, e.g. --model gpt2")
-    from gpt2_core import bundled
-
-    path = str(bundled.default_model())
-    note = getattr(bundled, "default_model_note", None)
-    print(note("gpt2-serve") if note else f"gpt2-serve: no --model given: serving the bundled model at {path}",
-          file=sys.stderr)
+    path = bundled.default_model()
+    print(bundled.default_model_note("gpt2-serve"), file=sys.stderr)
     return path
 
 
@@ -93,14 +89,7 @@ def _api_key(args) -> str | None:
 
 
 def _db_path(args):
-    if args.db is not None:
-        return args.db
-    if importlib.util.find_spec("gpt2_serve.store") is None:
-        return None
-    from . import store
-
-    default = getattr(store, "default_db_path", None)
-    return default() if default is not None else None
+    return args.db if args.db is not None else store.default_db_path()
 
 
 def _run(args) -> int:

@@ -1,11 +1,12 @@
 """Continuous batching: one decoding thread serves every request of one model over a fixed number of slots.
 
 Between two decoding steps the thread admits at most one queued request (its prompt is prefilled into a free
-slot, so a new request never stalls the running ones for more than one prefill), then runs one step for all
-active slots at once: the backend's slot runner turns one token per slot into the next logits, one batched
-forward. Each request keeps its own sampling settings, tokens, penalty counts and random stream
-(gpt2_core.sampling_state), so its tokens are those `model.generate` gives it alone on the same prompt, settings
-and seed, whatever runs beside it. Finished and cancelled requests leave their slot before the next step.
+slot, so a new request never stalls the running ones for more than one prefill; with none running, it fills
+every free slot first), then runs one step for all active slots at once: the backend's slot runner turns one
+token per slot into the next logits, one batched forward. Each request keeps its own sampling settings, tokens,
+penalty counts and random stream (gpt2_core.sampling_state), so its tokens are those `model.generate` gives it
+alone on the same prompt, settings and seed, whatever runs beside it. Finished and cancelled requests leave
+their slot before the next step.
 
 Framework-neutral (numpy only): gpt2_pt.slots.SlotRunner and gpt2_tf.slots.TFSlotRunner are the backends.
 
@@ -222,8 +223,12 @@ class Scheduler:
                     break
             try:
                 self._drop_cancelled()
-                if self._free and self._waiting:
+                # one prefill between two steps while requests run; with none running there is nobody to stall
+                idle = not self._active
+                while self._free and self._waiting and self._closed is None:
                     self._admit()
+                    if not idle:
+                        break
                 if self._active and self._closed is None:  # a shutdown meanwhile: no more steps
                     self._step()
             except Exception as e:  # noqa: BLE001 - a fault outside any one request: end those running, go on

@@ -9,7 +9,6 @@ from pt_utils import randomize
 from tiny import TINY
 
 import gpt2_pt
-from gpt2_core.generation import log_softmax
 from gpt2_core.scheduler import Finished, PromptEvent, QueueFull, Sampling, Scheduler, TokenEvent
 from gpt2_pt.slots import SlotRunner
 

@@ -190,7 +190,7 @@ class StopStrings:
 
 def _token_bytes(tokenizer) -> list[bytes]:
     """The bytes of every token id: our GPT2Tokenizer's table, else each id decoded alone (any tokenizer)."""
-    table = getattr(tokenizer, "_bytes_table", None)
+    table = getattr(tokenizer, "token_bytes", None)
     if table is not None:
         return table()
     return [tokenizer.decode([i]).encode("utf-8") for i in range(len(tokenizer))]

@@ -501,6 +501,11 @@ class GPT2Tokenizer:
         return self._finish(b"".join(parts).decode("utf-8", self.errors), None)
 
     # -------------------------------------------------------------------------------------------- decoding
+    def token_bytes(self) -> list[bytes]:
+        """The UTF-8 bytes of every id (an added token's text for added ids): what stop strings and streamed text
+        are matched on, since one character may span several tokens."""
+        return self._vocab.token_bytes()
+
     def decode(self, token_ids, skip_special_tokens: bool = False,
                clean_up_tokenization_spaces: bool | None = None, errors: str | None = None, **_ignored) -> str:
         """Text of `token_ids` (a list, an int, a numpy array or a tensor).

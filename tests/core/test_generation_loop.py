@@ -101,7 +101,7 @@ def test_stop_strings_match_transformers_criteria(tokenizers):
                              (["stop", "at"], False), (["st", "opera", "tion"], False)):
         ids = [i for piece in pieces for i in ours.encode(piece)]
         assert StopStrings("stop", ours)(np.array(ids)) == expected, pieces
-    table = ours._bytes_table()
+    table = ours.token_bytes()
     ascii_ids = [i for i in range(50257) if table[i].isascii() and 0 < len(table[i]) <= 4]
     cache = {}
 

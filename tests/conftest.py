@@ -2,6 +2,7 @@
 
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,10 @@ from hypothesis import settings
 settings.register_profile("ci", derandomize=True, database=None)
 if os.environ.get("CI"):
     settings.load_profile("ci")
+
+# gpt2_pt.kernels caches its calibration per machine: the tests (and the servers and CLIs they start, which
+# inherit the environment) keep theirs in a file of their own, never in the user's ~/.cache/gpt2/kernels.json.
+os.environ.setdefault("GPT2_KERNEL_CACHE", str(Path(tempfile.mkdtemp(prefix="gpt2-tests-")) / "kernels.json"))
 
 # hubserver.py lives in tests/core, pt_utils.py in tests/pt (parity reuses its tiny config and randomisation);
 # make both importable from every test folder.

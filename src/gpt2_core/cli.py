@@ -3,6 +3,7 @@ run_generation.py). The backend is imported only here and only at run time.
 
     $ gpt2-generate --model gpt2 --prompt "Hello, I'm a language model," --length 40 --seed 0
     $ echo "Once upon a time" | gpt2-generate --model ./my-checkpoint --greedy --stream
+    $ gpt2-generate --prompt "The kernel"        # no --model: the small bundled model (gpt2_core.bundled)
 """
 
 from __future__ import annotations
@@ -12,28 +13,26 @@ import logging
 import os
 import sys
 
+from .cli_common import OneLineParser, load_tokenizer, non_negative_int, positive_int
+
 BACKENDS = ("pt", "tf")
 DTYPES = ("float32", "float16", "bfloat16")
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # one line, no usage block
-        self.exit(2, f"{self.prog}: error: {message}\n")
-
-
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="gpt2-generate", description="Generate text with GPT-2.")
-    p.add_argument("--model", default="gpt2",
-                   help="a checkpoint directory or a hub name (gpt2, gpt2-medium, gpt2-large, gpt2-xl, distilgpt2)")
+    p = OneLineParser(prog="gpt2-generate", description="Generate text with GPT-2.")
+    p.add_argument("--model", default=None,
+                   help="a checkpoint directory or a hub name (gpt2, gpt2-medium, gpt2-large, gpt2-xl, distilgpt2); "
+                        "default: the small model bundled with the package")
     p.add_argument("--backend", choices=BACKENDS, default="pt")
     p.add_argument("--prompt", default=None, help="the prompt; read from stdin (or asked for) when omitted")
-    p.add_argument("--length", type=_positive_int, default=20, help="new tokens to generate")
+    p.add_argument("--length", type=positive_int, default=20, help="new tokens to generate")
     p.add_argument("--temperature", type=float, default=1.0)
-    p.add_argument("--k", type=_non_negative_int, default=0, help="top-k (0: off)")
+    p.add_argument("--k", type=non_negative_int, default=0, help="top-k (0: off)")
     p.add_argument("--p", type=float, default=0.9, help="top-p (nucleus) mass")
     p.add_argument("--repetition-penalty", type=float, default=1.0)
-    p.add_argument("--num-return-sequences", type=_positive_int, default=1)
-    p.add_argument("--num-beams", type=_positive_int, default=1)
+    p.add_argument("--num-return-sequences", type=positive_int, default=1)
+    p.add_argument("--num-beams", type=positive_int, default=1)
     p.add_argument("--greedy", action="store_true", help="no sampling (greedy, or plain beam search)")
     p.add_argument("--stop-token", default=None, help="cut each text at this string")
     p.add_argument("--seed", type=int, default=42)
@@ -41,20 +40,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--int8", action="store_true", help="int8 weights for the linear layers (PyTorch)")
     p.add_argument("--dtype", choices=DTYPES, default="float32")
     return p
-
-
-def _positive_int(text):
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"should be a positive integer, got {text}")
-    return value
-
-
-def _non_negative_int(text):
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"should be a non-negative integer, got {text}")
-    return value
 
 
 class CLIError(Exception):
@@ -90,6 +75,11 @@ def _run(args) -> int:
         top_p=args.p, repetition_penalty=args.repetition_penalty, num_beams=args.num_beams,
         num_return_sequences=args.num_return_sequences)  # flag values are checked here, before loading anything
     prompt = _read_prompt(args.prompt)
+    if args.model is None:
+        from . import bundled
+
+        args.model = bundled.default_model()
+        print(bundled.default_model_note("gpt2-generate"), file=sys.stderr)
     backend = _load_backend(args.backend)
     model, tokenizer = backend.load(args.model, args.dtype)
     config = _with_model_tokens(model, config)
@@ -152,18 +142,6 @@ def _load_backend(name):
     return _TFBackend()
 
 
-def _load_tokenizer(model_name):
-    from .tokenizer import GPT2Tokenizer
-
-    try:
-        return GPT2Tokenizer.from_pretrained(model_name)
-    except OSError:
-        if not os.path.isdir(model_name):
-            raise
-        # a checkpoint directory without vocab files: GPT-2's own vocabulary ships with the package
-        return GPT2Tokenizer.from_pretrained("gpt2")
-
-
 def _progress(model_name):
     from tqdm.auto import tqdm
 
@@ -182,7 +160,7 @@ class _TorchBackend:
             if dtype != "float32":
                 model = model.to(getattr(torch, dtype))
             bar.update(1)
-            tokenizer = _load_tokenizer(model_name)
+            tokenizer = load_tokenizer(model_name)
             bar.update(1)
         return model, tokenizer
 
@@ -206,7 +184,7 @@ class _TFBackend:
             kwargs = {} if dtype == "float32" else {"dtype": dtype}
             model = TFGPT2LMHeadModel.from_pretrained(model_name, **kwargs)
             bar.update(1)
-            tokenizer = _load_tokenizer(model_name)
+            tokenizer = load_tokenizer(model_name)
             bar.update(1)
         return model, tokenizer
 

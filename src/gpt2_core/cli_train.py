@@ -11,39 +11,28 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib
 import json
-import logging
 import os
 import socket
 import subprocess
 import sys
 
+from .cli_common import OneLineParser, load_tokenizer, positive_int, run_main
 from .training import DTYPES, TrainConfig
 
 PROG = "gpt2-train"
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # one line, no usage block
-        self.exit(2, f"{self.prog}: error: {message}\n")
-
-
-def _positive_int(text):
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"should be a positive integer, got {text}")
-    return value
-
-
 def build_parser() -> argparse.ArgumentParser:
     d = TrainConfig()
-    p = _Parser(prog=PROG, description="Pretrain or fine-tune GPT-2 on text files.")
+    p = OneLineParser(prog=PROG, description="Pretrain or fine-tune GPT-2 on text files.")
     g = p.add_argument_group("model")
     g.add_argument("--model", default=None, help="fine-tune this checkpoint (a directory or hub name)")
     g.add_argument("--config", default=d.config, help="pretrain a new model with this preset's shape "
                    "(gpt2, gpt2-medium, gpt2-large, gpt2-xl, distilgpt2)")
     for name in ("n_layer", "n_embd", "n_head", "n_positions"):
-        g.add_argument(f"--{name.replace('_', '-')}", type=_positive_int, default=None,
+        g.add_argument(f"--{name.replace('_', '-')}", type=positive_int, default=None,
                        help=f"override the preset's {name}")
     g.add_argument("--dropout", type=float, default=None, help="default: 0 when pretraining, the checkpoint's "
                    "when fine-tuning")
@@ -53,11 +42,11 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--val-data", nargs="+", default=[], help="held-out text files (default: --val-fraction)")
     g.add_argument("--val-fraction", type=float, default=d.val_fraction,
                    help="the share of --data's tokens (its end) held out for validation when there is no --val-data")
-    g.add_argument("--block-size", type=_positive_int, default=d.block_size)
+    g.add_argument("--block-size", type=positive_int, default=d.block_size)
     g = p.add_argument_group("optimisation")
-    g.add_argument("--batch-size", type=_positive_int, default=d.batch_size, help="rows per process per micro-step")
-    g.add_argument("--grad-accum", type=_positive_int, default=d.grad_accum)
-    g.add_argument("--steps", type=_positive_int, default=d.steps, help="optimizer steps")
+    g.add_argument("--batch-size", type=positive_int, default=d.batch_size, help="rows per process per micro-step")
+    g.add_argument("--grad-accum", type=positive_int, default=d.grad_accum)
+    g.add_argument("--steps", type=positive_int, default=d.steps, help="optimizer steps")
     g.add_argument("--learning-rate", "--lr", type=float, default=d.learning_rate)
     g.add_argument("--min-lr", type=float, default=d.min_lr)
     g.add_argument("--warmup-steps", type=int, default=d.warmup_steps)
@@ -71,13 +60,13 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("output")
     g.add_argument("--out", dest="out_dir", default=d.out_dir, help="the checkpoint folder (HF layout)")
     g.add_argument("--eval-every", type=int, default=d.eval_every, help="validation loss every N steps (0: at the end)")
-    g.add_argument("--eval-batches", type=_positive_int, default=d.eval_batches)
+    g.add_argument("--eval-batches", type=positive_int, default=d.eval_batches)
     g.add_argument("--save-every", type=int, default=d.save_every, help="a checkpoint every N steps (0: at the end)")
-    g.add_argument("--log-every", type=_positive_int, default=d.log_every)
+    g.add_argument("--log-every", type=positive_int, default=d.log_every)
     g.add_argument("--resume", action="store_true", help="continue the run whose checkpoint is in --out")
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
     g = p.add_argument_group("processes")
-    g.add_argument("--nproc", type=_positive_int, default=1,
+    g.add_argument("--nproc", type=positive_int, default=1,
                    help="processes on this machine (DDP through torchrun's launcher; PyTorch)")
     return p
 
@@ -90,16 +79,7 @@ def config_from_args(args) -> TrainConfig:
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format=f"{PROG}: %(levelname)s: %(message)s")
-    try:
-        return _run(args, argv)
-    except (ValueError, OSError, ImportError) as e:
-        message = str(e).splitlines()[0] if str(e) else type(e).__name__
-        print(f"{PROG}: error: {message}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print(f"{PROG}: interrupted", file=sys.stderr)
-        return 130
+    return run_main(PROG, lambda a: _run(a, argv), args)
 
 
 def _run(args, argv) -> int:
@@ -114,10 +94,7 @@ def _run(args, argv) -> int:
                              f"Received: --backend {cfg.backend}")
         _load_data(cfg, tokenizer, progress=not args.no_progress)()  # tokenize once, check the data first
         return _launch(args.nproc, argv)
-    if cfg.backend == "pt":
-        from gpt2_pt.training import train
-    else:
-        from gpt2_tf.training import train
+    train = _backend_train(cfg.backend)
     summary = train(cfg, _load_data(cfg, tokenizer, progress=not args.no_progress and rank == 0),
                     resume=args.resume, progress=not args.no_progress)
     if rank == 0:
@@ -128,18 +105,27 @@ def _run(args, argv) -> int:
     return 0
 
 
-def _tokenizer(cfg: TrainConfig, resume: bool):
-    from .tokenizer import GPT2Tokenizer
+def _backend_train(backend: str):
+    """The chosen backend's `train` (imported here, at run time)."""
+    module = "gpt2_pt.training" if backend == "pt" else "gpt2_tf.training"
+    try:
+        return importlib.import_module(module).train
+    except ModuleNotFoundError as e:
+        if e.name in ("torch", "tensorflow", "keras"):
+            raise ImportError(f"--backend {backend} needs {e.name}, which is not installed") from e
+        if e.name == module:
+            raise ImportError(f"--backend {backend}: this installation has no training loop for it ({module})") \
+                from e
+        raise
 
+
+def _tokenizer(cfg: TrainConfig, resume: bool):
     source = cfg.out_dir if resume else cfg.model
     if source is None:
+        from .tokenizer import GPT2Tokenizer
+
         return GPT2Tokenizer.from_pretrained("gpt2")
-    try:
-        return GPT2Tokenizer.from_pretrained(source)
-    except OSError:
-        if not os.path.isdir(source):
-            raise
-        return GPT2Tokenizer.from_pretrained("gpt2")  # a checkpoint folder without vocab files: GPT-2's own
+    return load_tokenizer(source)
 
 
 def _load_data(cfg, tokenizer, *, progress):

@@ -1,4 +1,5 @@
-"""Name -> local file: a directory, then the Hugging Face cache, then the hub (through huggingface_hub).
+"""Name -> local file: a directory, the bundled model by its name, then the Hugging Face cache, then the hub
+(through huggingface_hub).
 
 The cache layout, locking, resumable downloads and the HF_HOME / HF_HUB_CACHE / HF_ENDPOINT / HF_HUB_OFFLINE
 variables are huggingface_hub's, so a model that transformers downloaded loads here with no network and no copy.
@@ -18,6 +19,9 @@ import socket
 import sys
 import time
 from urllib.parse import urlsplit
+
+from . import bundled
+from .bundled import BUNDLED_NAME
 
 logger = logging.getLogger(__name__)
 
@@ -72,6 +76,8 @@ def resolve_file(name_or_path, filename: str, *, revision: str | None = None, ca
     Raises ModelNotFoundError naming the model and where it looked when the model itself cannot be found.
     """
     name = os.fspath(name_or_path)
+    if not os.path.isdir(name) and name == BUNDLED_NAME:
+        name = bundled.default_model()  # the model shipped in the package, by its own name
     if os.path.isdir(name):
         path = os.path.join(name, filename)
         return path if os.path.isfile(path) else None

@@ -10,23 +10,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gpt2_core import data
-from gpt2_core.bpe import GPT2_PATTERN
 from gpt2_core.tokenizer import GPT2Tokenizer
 
-tiktoken = pytest.importorskip("tiktoken")
+pytest.importorskip("tiktoken")
+from test_tokenizer import reference  # noqa: E402,F401  (tests/core: tiktoken built from ../shared/vocab)
+
 SHARED = Path(__file__).resolve().parents[2].parent / "shared"
 EOS = 50256
-
-
-@pytest.fixture(scope="module")
-def reference():
-    from tiktoken.load import load_tiktoken_bpe
-
-    path = SHARED / "vocab" / "gpt2.tiktoken"
-    if not path.exists():
-        pytest.skip(f"{path} not found")
-    return tiktoken.Encoding(name="gpt2", pat_str=GPT2_PATTERN, mergeable_ranks=load_tiktoken_bpe(str(path)),
-                             special_tokens={"<|endoftext|>": EOS})
 
 
 @pytest.fixture(scope="module")

@@ -164,9 +164,22 @@ def dtype_policy(cfg: core.TrainConfig) -> str:
 def seed_dropout(model: TFGPT2LMHeadModel, seed: int) -> None:
     """Set every Dropout layer's RNG state from `seed` (a function of the step: a resumed run draws what an
     uninterrupted one does). Nothing to do without dropout."""
-    layers = [layer for layer in model._flatten_layers() if isinstance(layer, keras.layers.Dropout) and layer.rate]
-    for k, layer in enumerate(layers):
+    for k, layer in enumerate(_dropout_layers(model)):
         layer.seed_generator.state.assign(np.asarray([seed, k], dtype=np.int64))
+
+
+def _dropout_layers(layer):
+    """The Dropout layers (rate > 0) under `layer`, in attribute order (Keras has no public recursive listing)."""
+    for name, value in vars(layer).items():
+        values = value if isinstance(value, list) else [value]
+        for sub in values:
+            if name.startswith("_") or not isinstance(sub, keras.layers.Layer):
+                continue
+            if isinstance(sub, keras.layers.Dropout):
+                if sub.rate:
+                    yield sub
+            else:
+                yield from _dropout_layers(sub)
 
 
 # -------------------------------------------------------------------------------------------------- steps

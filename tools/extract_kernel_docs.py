@@ -41,7 +41,9 @@ def clean(text: str) -> str:
 
 
 def download(workdir: str) -> str:
-    subprocess.run(["apt-get", "download", PACKAGE], cwd=workdir, check=True)
+    if subprocess.run(["apt-get", "download", PACKAGE], cwd=workdir).returncode != 0:
+        subprocess.run(["apt-get", "update", "-qq"], check=True)  # a fresh machine has no package lists yet
+        subprocess.run(["apt-get", "download", PACKAGE], cwd=workdir, check=True)
     return sorted(glob.glob(os.path.join(workdir, f"{PACKAGE}_*.deb")))[-1]
 
 

@@ -80,8 +80,9 @@ def main(argv=None) -> int:
     test_ids = np.asarray(tok.encode(open(test_path, encoding="utf-8").read()))
     unigram = unigram_perplexity(train_tokens, test_ids, len(tok))
     sample = subprocess.run([sys.executable, "-m", "gpt2_core.cli", "--model", staging, "--prompt",
-                             "The kernel", "--length", "40", "--greedy"], check=True, capture_output=True,
-                            text=True).stdout.strip().splitlines()[-1]
+                             "The kernel", "--length", "40", "--seed", "0"], check=True, capture_output=True,
+                            text=True).stdout.split("===\n", 1)[-1].strip()
+    sample = "\n> ".join(sample.splitlines())  # a quoted block, line by line
 
     manifest = json.load(open(os.path.join(args.data, "manifest.json"), encoding="utf-8"))
     log = merged
@@ -121,7 +122,8 @@ which runs
 
 ![train and validation loss](loss_curve.png)
 
-Greedy sample (`gpt2-generate --prompt "The kernel" --length 40 --greedy`):
+A sample (`gpt2-generate --prompt "The kernel" --length 40 --seed 0`; top-p 0.9; greedy decoding of a model
+this small soon repeats newlines):
 
 > {sample}
 

@@ -22,7 +22,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = OneLineParser(prog=PROG, description="Perplexity of a GPT-2 model on a text file (sliding window).")
     p.add_argument("--model", default=None, help="a checkpoint directory or hub name (default: the bundled model)")
     p.add_argument("--data", required=True, help="a UTF-8 text file, scored as one text")
-    p.add_argument("--stride", type=positive_int, default=512, help="tokens between window starts")
+    p.add_argument("--stride", type=positive_int, default=None,
+                   help="tokens between window starts (default: half the window, 512 for GPT-2)")
     p.add_argument("--max-length", type=positive_int, default=None, help="window length (default: n_positions)")
     p.add_argument("--backend", choices=("pt", "tf"), default="pt")
     p.add_argument("--batch-size", type=positive_int, default=1, help="windows per forward pass")
@@ -49,23 +50,24 @@ def _run(args) -> int:
     if max_length > n_positions:
         raise ValueError(f"--max-length should be at most the model's n_positions ({n_positions}). "
                          f"Received: --max-length {max_length}")
-    if args.stride > max_length:
+    stride = args.stride or max(1, max_length // 2)
+    if stride > max_length:
         raise ValueError(f"--stride should be at most the window length ({max_length}). Received: --stride "
-                         f"{args.stride}")
+                         f"{stride}")
     ids = scorer.tokenizer.encode(text)
     from tqdm.auto import tqdm
 
     from .evaluation import windows
 
-    count = sum(1 for _ in windows(len(ids), max_length, args.stride)) if len(ids) >= 2 else 0
+    count = sum(1 for _ in windows(len(ids), max_length, stride)) if len(ids) >= 2 else 0
     with tqdm(total=count, desc="Scoring", unit="window", file=sys.stderr, disable=None, leave=False) as bar:
-        result = sliding_window_perplexity(scorer, ids, max_length=max_length, stride=args.stride,
+        result = sliding_window_perplexity(scorer, ids, max_length=max_length, stride=stride,
                                            batch_size=args.batch_size, n_bytes=len(text.encode("utf-8")),
                                            progress=bar.update)
     if args.json:
         print(json.dumps({"perplexity": result.perplexity, "nll": result.nll, "tokens": result.tokens,
                           "bits_per_byte": result.bits_per_byte, "windows": result.windows,
-                          "max_length": max_length, "stride": args.stride, "model": os.fspath(model_name)}))
+                          "max_length": max_length, "stride": stride, "model": os.fspath(model_name)}))
     else:
         print(f"tokens:        {result.tokens}")
         print(f"mean NLL:      {result.nll:.6f} nats/token")

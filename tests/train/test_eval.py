@@ -110,6 +110,15 @@ def test_windows_cover_the_text_once():
 def test_cli_equals_the_recipe_in_both_backends(tiny):
     model, folder, data, ids, text = tiny
     ppl, nll, n = recipe(model, ids, 64, 32)
+    total_nll = 0.0
+    for w in windows(len(ids), 64, 32):
+        x = torch.tensor([ids[w.begin:w.end]])
+        labels = x.clone()
+        labels[:, :-w.target_length] = -100
+        with torch.no_grad():
+            logits = model(x).logits
+        total_nll += torch.nn.functional.cross_entropy(logits[0, :-1], labels[0, 1:], ignore_index=-100,
+                                                       reduction="sum").item()
     for backend, batch in (("pt", "1"), ("pt", "4"), ("tf", "3")):
         result = run("--model", folder, "--data", data, "--stride", "32", "--backend", backend, "--batch-size",
                      batch, "--json")
@@ -118,8 +127,9 @@ def test_cli_equals_the_recipe_in_both_backends(tiny):
         assert out["tokens"] == n
         assert out["perplexity"] == pytest.approx(ppl, rel=1e-5), backend
         assert out["nll"] == pytest.approx(nll, rel=1e-5), backend
-        # bits per byte: every scored token's NLL, in bits, over the text's UTF-8 bytes
-        assert out["bits_per_byte"] == pytest.approx(nll * n / math.log(2) / len(text.encode()), rel=2e-3)
+        # bits per byte: every scored token's NLL (each of tokens 1..N-1 once, in the window that scores it), in
+        # bits, over the text's UTF-8 bytes
+        assert out["bits_per_byte"] == pytest.approx(total_nll / math.log(2) / len(text.encode()), rel=1e-5)
     human = run("--model", folder, "--data", data, "--stride", "32")
     assert human.returncode == 0 and "perplexity:" in human.stdout and "bits per byte:" in human.stdout
 

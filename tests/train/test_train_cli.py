@@ -121,6 +121,7 @@ def _write(path, data):
     return str(path)
 
 
+@pytest.mark.slow
 def test_interrupt_then_resume_ends_with_the_same_weights(tmp_path, text_file):
     flags = ["--data", text_file, *TINY, "--steps", "40", "--val-fraction", "0.1", "--eval-every", "10",
              "--dropout", "0.1"]  # dropout on: its per-step seeding must carry across the restart too
@@ -178,6 +179,7 @@ def test_fine_tune_a_checkpoint(tmp_path, text_file):
         too_long.stderr
 
 
+@pytest.mark.slow
 def test_two_processes_equal_one_on_the_same_global_batch(tmp_path, text_file):
     """DDP on 2 gloo processes (batch 2 each) vs 1 process (batch 4): the same blocks, the same mean loss; only
     the order of float32 sums differs (gradients averaged by all-reduce vs. one mean over 4 rows), ~1e-7

@@ -1,4 +1,5 @@
-"""PyTorch training throughput: gpt2_pt's training step vs transformers' Trainer, fp32, 2 threads, side by side.
+"""Training throughput: gpt2_pt's training step vs transformers' Trainer, and gpt2_tf's compiled step vs gpt2_pt's,
+fp32, 2 threads, side by side.
 
 Both train the same weights on the same random blocks of a real token file, with AdamW (decay 0.1, grad clip 1.0,
 cosine schedule), the same batch and block size. Each round runs `--steps` optimizer steps of one, then of the
@@ -94,6 +95,37 @@ def ours_round(model, blocks, shape, steps, seed):
     return (steps - 1) * batch * block / (marks[-1] - marks[0])
 
 
+def tf_model(ours):
+    """gpt2_tf's model holding the PyTorch model's weights (by their canonical names)."""
+    from gpt2_tf import TFGPT2LMHeadModel
+    from gpt2_tf.loading import state_variables
+
+    model = TFGPT2LMHeadModel(ours.config)
+    params = dict(ours.named_parameters())
+    for name, variable in state_variables(model).items():
+        variable.assign(params.get(name, params["transformer.wte.weight"]).detach().numpy())
+    return model
+
+
+def tf_round(model, blocks, shape, steps, seed):
+    """gpt2_tf.training's compiled step (XLA forward + backward, our AdamW) on the same blocks."""
+    from gpt2_core import training as core
+    from gpt2_tf import training
+
+    _, _, _, batch, block = shape
+    cfg = core.TrainConfig(block_size=block, batch_size=batch, steps=steps, warmup_steps=1, seed=seed)
+    world = training.setup_world()
+    optimizer = training.make_optimizer(model, cfg)
+    compiled = training.make_train_step(model, optimizer, cfg, world)
+    training.train_step(compiled, blocks, cfg, 0, world)  # the trace and XLA compile, not timed
+    marks = []
+    for step in range(steps):
+        optimizer.lr.assign(core.learning_rate(cfg, step))
+        training.train_step(compiled, blocks, cfg, step, world)
+        marks.append(time.perf_counter())
+    return (steps - 1) * batch * block / (marks[-1] - marks[0])
+
+
 def trainer_round(model, blocks, shape, steps, seed):
     import transformers
 
@@ -130,6 +162,7 @@ def main():
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--steps", type=int, default=6)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--tf", action="store_true", help="also time gpt2_tf's training step against gpt2_pt's")
     p.add_argument("--memory-of", default=None, help=argparse.SUPPRESS)
     args = p.parse_args()
     torch.set_num_threads(args.threads)
@@ -159,6 +192,16 @@ def main():
             for r in range(args.rounds):
                 rates["trainer"].append(trainer_round(theirs, blocks, shape, args.steps, r))
                 rates["ours"].append(ours_round(ours, blocks, shape, args.steps, r))
+            if args.tf:
+                import tensorflow as tf
+
+                tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+                ours_tf, rates["tf"] = tf_model(ours), []
+                for r in range(args.rounds):  # alternately, on the weights both sides have reached
+                    rates["tf"].append(tf_round(ours_tf, blocks, shape, args.steps, r))
+                    rates["pt"] = rates.get("pt", []) + [ours_round(ours, blocks, shape, args.steps, r)]
+                tf_pt = statistics.median(a / b for a, b in zip(rates.pop("tf"), rates.pop("pt")))
+                print(f"  gpt2_tf / gpt2_pt tokens/s (paired rounds): {tf_pt:.2f}x")
             o, t = statistics.median(rates["ours"]), statistics.median(rates["trainer"])
             paired = statistics.median(a / b for a, b in zip(rates["ours"], rates["trainer"]))
             peak = matmul_peak()

@@ -159,6 +159,24 @@ def load_train_data(cfg: TrainConfig, tokenizer, *, progress: bool = False) -> T
     return TrainData(train, val, tokenizer)
 
 
+# ------------------------------------------------------------------------------------------------- model
+def pretraining_config(cfg: TrainConfig):
+    """The preset `cfg.config` with the shape flags applied, and no dropout unless asked (nanoGPT)."""
+    from .config import GPT2Config
+
+    config = GPT2Config.from_pretrained(cfg.config)
+    shape = {k: getattr(cfg, k) for k in ("n_layer", "n_embd", "n_head", "n_positions") if getattr(cfg, k)}
+    p = 0.0 if cfg.dropout is None else cfg.dropout
+    return dataclasses.replace(config, **shape, resid_pdrop=p, embd_pdrop=p, attn_pdrop=p)
+
+
+def dropout_overrides(cfg: TrainConfig) -> dict[str, float]:
+    """The config fields a fine-tune overrides: --dropout for all three dropouts, else none (the checkpoint's)."""
+    if cfg.dropout is None:
+        return {}
+    return dict(resid_pdrop=cfg.dropout, embd_pdrop=cfg.dropout, attn_pdrop=cfg.dropout)
+
+
 # ------------------------------------------------------------------------------------------------ schedule
 def learning_rate(cfg: TrainConfig, step: int) -> float:
     """Linear warmup to `learning_rate` over `warmup_steps`, then cosine decay to `min_lr` at `steps`

@@ -14,7 +14,6 @@ NCCL on CUDA. Each rank reads its own rows of every step's global batch; only ra
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import logging
 import os
 import time
@@ -25,7 +24,6 @@ import torch
 import torch.nn.functional as F
 
 from gpt2_core import training as core
-from gpt2_core.config import GPT2Config
 from gpt2_core.hardware import has_bfloat16
 
 from .modeling import GPT2LMHeadModel
@@ -91,22 +89,12 @@ def teardown_world(world: World) -> None:
 def build_model(cfg: core.TrainConfig, resume_from: str | None) -> GPT2LMHeadModel:
     """The model to train: the checkpoint being resumed, the one being fine-tuned, or a new one with GPT-2's
     initialisation (seeded, so every rank starts from the same weights)."""
-    dropout = {} if cfg.dropout is None else dict(resid_pdrop=cfg.dropout, embd_pdrop=cfg.dropout,
-                                                  attn_pdrop=cfg.dropout)
     if resume_from is not None:
         return GPT2LMHeadModel.from_pretrained(resume_from, dtype=torch.float32)
     if cfg.model is not None:
-        return GPT2LMHeadModel.from_pretrained(cfg.model, dtype=torch.float32, **dropout)
+        return GPT2LMHeadModel.from_pretrained(cfg.model, dtype=torch.float32, **core.dropout_overrides(cfg))
     torch.manual_seed(cfg.seed)
-    return GPT2LMHeadModel(pretraining_config(cfg))
-
-
-def pretraining_config(cfg: core.TrainConfig) -> GPT2Config:
-    """The preset `cfg.config` with the shape flags applied, and no dropout unless asked (nanoGPT)."""
-    config = GPT2Config.from_pretrained(cfg.config)
-    shape = {k: getattr(cfg, k) for k in ("n_layer", "n_embd", "n_head", "n_positions") if getattr(cfg, k)}
-    p = 0.0 if cfg.dropout is None else cfg.dropout
-    return dataclasses.replace(config, **shape, resid_pdrop=p, embd_pdrop=p, attn_pdrop=p)
+    return GPT2LMHeadModel(core.pretraining_config(cfg))
 
 
 def make_optimizer(model: torch.nn.Module, cfg: core.TrainConfig) -> torch.optim.AdamW:

@@ -1,0 +1,359 @@
+"""gpt2-train's TensorFlow loop, read top to bottom (nanoGPT's train.py is the model): processes, model, optimizer,
+then steps of grad-accumulated AdamW with the core's schedule, evaluation and checkpoints. Everything that is
+not a framework call (data, schedule, which parameters decay, log, checkpoint layout, stop signal) is
+gpt2_core.training / gpt2_core.data, which gpt2_pt.training shares.
+
+Distributed: tf.distribute. TF_CONFIG naming two or more workers starts MultiWorkerMirroredStrategy (one process
+per worker, on one host or many); one process with several GPUs uses MirroredStrategy. Each replica reads its own
+rows of every step's global batch (`--batch-size` rows per replica); only worker 0 writes files.
+
+    >>> from gpt2_core.training import TrainConfig
+    >>> from gpt2_tf.training import train
+    >>> summary = train(TrainConfig(data=["corpus.txt"], steps=100, backend="tf"), load_data)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from gpt2_core import training as core
+from gpt2_core.hardware import has_bfloat16
+
+from .loading import state_variables
+from .modeling import TFGPT2LMHeadModel, cross_entropy
+
+logger = logging.getLogger(__name__)
+
+OPTIMIZER_NAME = "optimizer.npz"
+# torch.optim.AdamW's default epsilon, and the 1e-6 torch.nn.utils.clip_grad_norm_ adds to the norm
+ADAM_EPS = 1e-8
+CLIP_EPS = 1e-6
+
+
+# --------------------------------------------------------------------------------------------- processes
+@dataclass
+class World:
+    """This process's place in the run: its worker index, the replicas of all workers, and the strategy."""
+
+    rank: int = 0
+    size: int = 1
+    strategy: tf.distribute.Strategy | None = None
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def barrier(self) -> None:
+        if self.size > 1:
+            self.any(False)  # a collective every worker must reach
+
+    def any(self, flag: bool) -> bool:
+        """True on every worker when `flag` is true on one (a stop signal reaching one process stops all)."""
+        if self.size == 1:
+            return flag
+        value = self.strategy.experimental_distribute_values_from_function(
+            lambda ctx: tf.constant(1.0 if flag else 0.0))
+        return bool(self.strategy.reduce(tf.distribute.ReduceOp.SUM, value, axis=None) > 0)
+
+
+def setup_world() -> World:
+    """The strategy TF_CONFIG and the devices describe: MultiWorkerMirroredStrategy for two or more workers,
+    MirroredStrategy for several GPUs in this process, else TensorFlow's default (one device)."""
+    tf_config = json.loads(os.environ.get("TF_CONFIG") or "{}")
+    workers = tf_config.get("cluster", {}).get("worker", [])
+    if len(workers) > 1:
+        strategy = tf.distribute.MultiWorkerMirroredStrategy()
+        rank = int(tf_config.get("task", {}).get("index", 0))
+    elif len(tf.config.list_physical_devices("GPU")) > 1:
+        strategy, rank = tf.distribute.MirroredStrategy(), 0
+    else:
+        strategy, rank = tf.distribute.get_strategy(), 0
+    return World(rank, strategy.num_replicas_in_sync, strategy)
+
+
+# ------------------------------------------------------------------------------------------------- model
+def build_model(cfg: core.TrainConfig, resume_from: str | None, policy: str) -> TFGPT2LMHeadModel:
+    """The model to train: the checkpoint being resumed, the one being fine-tuned, or a new one with GPT-2's
+    initialisation (seeded, so every worker starts from the same weights). Call under the strategy's scope."""
+    if resume_from is not None:
+        return TFGPT2LMHeadModel.from_pretrained(resume_from, dtype=policy)
+    if cfg.model is not None:
+        return TFGPT2LMHeadModel.from_pretrained(cfg.model, dtype=policy, **core.dropout_overrides(cfg))
+    keras.utils.set_random_seed(cfg.seed)
+    return TFGPT2LMHeadModel(core.pretraining_config(cfg), dtype=policy)
+
+
+class AdamW:
+    """torch.optim.AdamW's update, written out: keras.optimizers.AdamW adds epsilon to sqrt(v) before v's bias
+    correction (torch: sqrt(v / (1 - beta2^t)) + eps) and folds both corrections into the step size, so the two
+    drift apart wherever sqrt(v) is near eps. Same rounding order as torch's single-tensor CPU path: decay
+    p *= 1 - lr*wd, m.lerp_(g, 1 - beta1), v = beta2*v + (1 - beta2)*g^2, p -= lr/bc1 * m / (sqrt(v)/sqrt(bc2) + eps).
+    Create under the strategy's scope; `apply` runs in cross-replica context on the reduced gradients."""
+
+    def __init__(self, named: dict[str, tf.Variable], cfg: core.TrainConfig):
+        self.names = list(named)
+        self.variables = list(named.values())
+        self.decay = [cfg.weight_decay if core.decays(name) else 0.0 for name in self.names]
+        self.beta1, self.beta2 = cfg.beta1, cfg.beta2
+        self.m = [tf.Variable(tf.zeros_like(v), trainable=False) for v in self.variables]
+        self.v = [tf.Variable(tf.zeros_like(v), trainable=False) for v in self.variables]
+        self.step = tf.Variable(0, dtype=tf.int64, trainable=False)
+        self.lr = tf.Variable(cfg.learning_rate, dtype=tf.float64, trainable=False)
+
+    def apply(self, grads) -> None:
+        t = tf.cast(self.step.assign_add(1), tf.float64)
+        lr = self.lr.read_value()  # float64, as torch computes its scalars in Python floats
+        step_size = tf.cast(lr / (1.0 - self.beta1 ** t), tf.float32)
+        bc2_sqrt = tf.cast(tf.sqrt(1.0 - self.beta2 ** t), tf.float32)
+        for p, g, m, v, wd in zip(self.variables, grads, self.m, self.v, self.decay):
+            if wd:
+                p.assign(p * tf.cast(1.0 - lr * wd, tf.float32))
+            m.assign(m + (1.0 - self.beta1) * (g - m))
+            v.assign(v * self.beta2 + (1.0 - self.beta2) * g * g)
+            p.assign_sub(step_size * (m / (tf.sqrt(v) / bc2_sqrt + ADAM_EPS)))
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """m and v under the weights' canonical names (the HF ones), and the step count."""
+        out = {"step": np.asarray(self.step.numpy())}
+        for name, m, v in zip(self.names, self.m, self.v):
+            out[f"m/{name}"], out[f"v/{name}"] = m.numpy(), v.numpy()
+        return out
+
+    def load_state_dict(self, state) -> None:
+        missing = [f"{k}/{n}" for n in self.names for k in "mv" if f"{k}/{n}" not in state]
+        if missing:
+            raise ValueError(f"the optimizer state lacks {len(missing)} tensors of this model. Received: state "
+                             f"without {missing[:3]}")
+        self.step.assign(int(state["step"]))
+        for name, m, v in zip(self.names, self.m, self.v):
+            m.assign(state[f"m/{name}"])
+            v.assign(state[f"v/{name}"])
+
+
+def make_optimizer(model: TFGPT2LMHeadModel, cfg: core.TrainConfig) -> AdamW:
+    """AdamW with decay by the core's rule: decay for the matrices, none for biases, LayerNorms and embeddings
+    (a tied weight is listed once, under wte)."""
+    named, seen = {}, set()
+    for name, variable in state_variables(model).items():
+        if variable.trainable and id(variable) not in seen:
+            seen.add(id(variable))
+            named[name] = variable
+    return AdamW(named, cfg)
+
+
+def dtype_policy(cfg: core.TrainConfig) -> str:
+    """mixed_bfloat16 (bf16 compute, float32 weights) when asked, or for `auto` where the hardware computes in
+    bf16 (GPUs from Ampere on, CPUs with AVX512-BF16 / AMX); float32 otherwise. Optimizer state stays float32."""
+    gpus = tf.config.list_physical_devices("GPU")
+    if cfg.dtype == "auto" and gpus:
+        capability = tf.config.experimental.get_device_details(gpus[0]).get("compute_capability", (0, 0))
+        use_bf16 = tuple(capability) >= (8, 0)
+    else:
+        use_bf16 = cfg.dtype == "bfloat16" or (cfg.dtype == "auto" and has_bfloat16())
+    return "mixed_bfloat16" if use_bf16 else "float32"
+
+
+def seed_dropout(model: TFGPT2LMHeadModel, seed: int) -> None:
+    """Set every Dropout layer's RNG state from `seed` (a function of the step: a resumed run draws what an
+    uninterrupted one does). Nothing to do without dropout."""
+    for k, layer in enumerate(_dropout_layers(model)):
+        layer.seed_generator.state.assign(np.asarray([seed, k], dtype=np.int64))
+
+
+def _dropout_layers(layer):
+    """The Dropout layers (rate > 0) under `layer`, in attribute order (Keras has no public recursive listing)."""
+    for name, value in vars(layer).items():
+        values = value if isinstance(value, list) else [value]
+        for sub in values:
+            if name.startswith("_") or not isinstance(sub, keras.layers.Layer):
+                continue
+            if isinstance(sub, keras.layers.Dropout):
+                if sub.rate:
+                    yield sub
+            else:
+                yield from _dropout_layers(sub)
+
+
+# -------------------------------------------------------------------------------------------------- steps
+def make_train_step(model, optimizer: AdamW, cfg: core.TrainConfig, world: World, *, jit_compile: bool = True):
+    """The compiled optimizer step: each replica runs `grad_accum` micro-batches (forward + backward, XLA-compiled)
+    and sums their gradients, the replicas average them, then clip by global norm (torch's formula) and AdamW.
+    Takes the distributed (grad_accum, B, T + 1) blocks; returns the mean loss over every replica's rows."""
+    variables = optimizer.variables
+    strategy = world.strategy
+
+    @tf.function(jit_compile=jit_compile)
+    def micro_step(batch):
+        x, y = batch[:, :-1], batch[:, 1:]  # (B, T) inputs and their next tokens
+        with tf.GradientTape() as tape:
+            loss = cross_entropy(model(x, training=True).logits, y)
+            scaled = loss / cfg.grad_accum
+        # dense: the embeddings' gradients come as IndexedSlices, which neither add nor all-reduce as one tensor
+        return loss, [tf.convert_to_tensor(g) for g in tape.gradient(scaled, variables)]
+
+    def replica_step(blocks):
+        total, grads = micro_step(blocks[0])
+        for micro in range(1, cfg.grad_accum):
+            loss, more = micro_step(blocks[micro])
+            total += loss
+            grads = [g + h for g, h in zip(grads, more)]
+        context = tf.distribute.get_replica_context()
+        # the replicas average their gradients, as DDP does in backward
+        grads = context.all_reduce(tf.distribute.ReduceOp.MEAN, grads)
+        return context.all_reduce(tf.distribute.ReduceOp.MEAN, total / cfg.grad_accum), grads
+
+    @tf.function
+    def step(blocks):
+        loss, grads = strategy.run(replica_step, args=(blocks,))
+        loss = strategy.experimental_local_results(loss)[0]
+        grads = [strategy.experimental_local_results(g)[0] for g in grads]
+        if cfg.grad_clip > 0:
+            norm = tf.linalg.global_norm(grads)
+            grads = [g * tf.minimum(cfg.grad_clip / (norm + CLIP_EPS), 1.0) for g in grads]
+        optimizer.apply(grads)
+        return loss
+
+    return step
+
+
+def train_step(compiled, blocks, cfg: core.TrainConfig, step: int, world: World) -> float:
+    """One optimizer step over `grad_accum` micro-batches; returns the mean loss (all replicas' rows)."""
+    def replica_rows(ctx):
+        return tf.constant(np.stack([
+            blocks.batch(cfg.seed, core.micro_step_index(cfg, step, micro), cfg.batch_size * world.size,
+                         take=core.rank_rows(cfg.batch_size, ctx.replica_id_in_sync_group))
+            for micro in range(cfg.grad_accum)]))
+
+    return float(compiled(world.strategy.experimental_distribute_values_from_function(replica_rows)))
+
+
+def make_evaluate(model, *, jit_compile: bool = True):
+    @tf.function(jit_compile=jit_compile)
+    def summed_loss(batch):
+        logits = tf.cast(model(batch[:, :-1], training=False).logits, tf.float32)
+        return tf.reduce_sum(tf.nn.sparse_softmax_cross_entropy_with_logits(
+            labels=tf.cast(batch[:, 1:], tf.int32), logits=logits))
+
+    return summed_loss
+
+
+def evaluate(summed_loss, blocks, cfg: core.TrainConfig) -> float:
+    """Mean loss over the first `eval_batches` x `batch_size` consecutive validation blocks (the same blocks
+    at every evaluation, so the curve compares like with like)."""
+    rows = list(blocks.sequential(limit=cfg.eval_batches * cfg.batch_size))
+    total, count = 0.0, 0
+    for k in range(0, len(rows), cfg.batch_size):
+        batch = np.stack(rows[k:k + cfg.batch_size])
+        total += float(summed_loss(tf.constant(batch)))
+        count += batch[:, 1:].size
+    return total / count
+
+
+def save_checkpoint(model, optimizer, tokenizer, cfg: core.TrainConfig, state: dict) -> None:
+    """Write the HF-layout checkpoint (weights, configs, tokenizer) + optimizer + training state to out_dir:
+    model.safetensors (which transformers, gpt2_pt and gpt2_tf load) beside tf_model.h5."""
+    def write_files(folder):
+        model.save_pretrained(folder, safe_serialization=True)
+        tokenizer.save_pretrained(folder)
+        np.savez(os.path.join(folder, OPTIMIZER_NAME), **optimizer.state_dict())
+
+    core.write_checkpoint(cfg.out_dir, write_files, state)
+
+
+# ---------------------------------------------------------------------------------------------------- run
+def train(cfg: core.TrainConfig, load_data, *, resume: bool = False, progress: bool = True) -> dict:
+    """Run (or, with `resume`, continue) the training `cfg` describes. `load_data()` returns a
+    core.TrainData; worker 0 calls it first (it may tokenize), the others after (they find the cache).
+    Returns a summary dict: step, tokens, train_loss, val_loss, elapsed_seconds, stopped_by."""
+    world = setup_world()
+    return _train(cfg, load_data, world, resume=resume, progress=progress)
+
+
+def _train(cfg, load_data, world: World, *, resume: bool, progress: bool) -> dict:
+    if world.main:
+        data = load_data()
+        world.barrier()
+    else:
+        world.barrier()
+        data = load_data()
+    state = core.read_state(cfg.out_dir) if resume else None
+    if state is not None:
+        core.check_resumable(core.TrainConfig.from_json(state["config"]), cfg, world.size, state["world_size"])
+        if state.get("backend") != "tf":
+            raise ValueError(f"--resume continues a run with its own backend's optimizer state: this checkpoint "
+                             f"was written by --backend {state.get('backend')}. Received: --backend tf")
+    with world.strategy.scope():
+        model = build_model(cfg, cfg.out_dir if state else None, dtype_policy(cfg))
+        if cfg.block_size > model.config.n_positions:
+            raise ValueError(f"--block-size should be at most the model's n_positions ({model.config.n_positions}). "
+                             f"Received: --block-size {cfg.block_size}")
+        optimizer = make_optimizer(model, cfg)
+    if state is not None:
+        with np.load(os.path.join(cfg.out_dir, OPTIMIZER_NAME)) as saved:
+            optimizer.load_state_dict(saved)
+    compiled = make_train_step(model, optimizer, cfg, world)
+    summed_loss = make_evaluate(model)
+
+    start = state["step"] if state else 0
+    tokens = state["tokens"] if state else 0
+    elapsed0 = state["elapsed_seconds"] if state else 0.0
+    tokens_per_step = cfg.batch_size * cfg.block_size * cfg.grad_accum * world.size
+    log = core.TrainLog(cfg.out_dir, resume_step=start if state else None, enabled=world.main)
+    meter = core.Throughput()
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=cfg.steps, initial=start, desc="train", unit="step", disable=not (progress and world.main),
+               dynamic_ncols=True)
+    t0 = time.perf_counter()
+    summary = {"step": start, "tokens": tokens, "train_loss": None, "val_loss": state.get("val_loss") if state
+               else None, "stopped_by": None}
+
+    def checkpoint(step):
+        if world.main:
+            save_checkpoint(model, optimizer, data.tokenizer, cfg, core.make_state(
+                cfg, step=step, tokens=tokens, world_size=world.size, elapsed=elapsed0 + time.perf_counter() - t0,
+                val_loss=summary["val_loss"], backend_files={"optimizer": OPTIMIZER_NAME}))
+        world.barrier()
+
+    step = start
+    meter.update(tokens)
+    with core.StopSignal() as stop:
+        while step < cfg.steps:
+            lr = core.learning_rate(cfg, step)
+            optimizer.lr.assign(lr)
+            seed_dropout(model, core.step_seed(cfg, step, world.rank))  # dropout: a function of the step
+            loss = train_step(compiled, data.train, cfg, step, world)
+            step += 1
+            tokens += tokens_per_step
+            rate = meter.update(tokens)
+            summary.update(step=step, tokens=tokens, train_loss=loss)
+            if step % cfg.log_every == 0 or step == cfg.steps:
+                log.write(step=step, train_loss=round(loss, 6), lr=lr, tokens=tokens, tokens_per_s=round(rate, 1),
+                          elapsed_s=round(elapsed0 + time.perf_counter() - t0, 3))
+            bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}", tok_s=f"{rate:,.0f}", refresh=False)
+            bar.update(1)
+            if data.val is not None and ((cfg.eval_every and step % cfg.eval_every == 0) or step == cfg.steps):
+                if world.main:
+                    summary["val_loss"] = evaluate(summed_loss, data.val, cfg)
+                    log.write(step=step, val_loss=round(summary["val_loss"], 6))
+                world.barrier()
+            if world.any(stop.requested is not None):
+                summary["stopped_by"] = stop.requested or "another rank"
+                break
+            if cfg.save_every and step % cfg.save_every == 0 and step < cfg.steps:
+                checkpoint(step)
+        bar.close()
+        checkpoint(step)
+    log.close()
+    if world.main:
+        core.plot_loss_curve(log.path, os.path.join(cfg.out_dir, core.CURVE_NAME))
+    summary["elapsed_seconds"] = elapsed0 + time.perf_counter() - t0
+    return summary

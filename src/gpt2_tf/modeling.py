@@ -471,21 +471,19 @@ class TFGPT2Model(TFGPT2PreTrainedModel):
                                         training=training)
             presents.append(present)
             all_weights.append(weights)
-        x = self.ln_f(x)
+        x = tf.reshape(self.ln_f(x), tf.concat([lead_shape, tf.shape(x)[1:]], axis=0))  # (*lead, T, C)
         if output_hidden_states:
-            all_hidden.append(x)
+            all_hidden.append(x)  # as in transformers, only this last one gets the leading dimensions back
 
         if cache is not None:
             cache.length.assign_add(T)
             past = cache
         else:
             past = tuple(presents) if use_cache else None
-        unfold = lambda t: tf.reshape(t, tf.concat([lead_shape, tf.shape(t)[1:]], axis=0))  # noqa: E731
         out = BaseModelOutputWithPast(
-            last_hidden_state=unfold(x),
-            past_key_values=past,
-            hidden_states=tuple(unfold(h) for h in all_hidden) if output_hidden_states else None,
-            attentions=tuple(unfold(w) for w in all_weights) if output_attentions else None)
+            last_hidden_state=x, past_key_values=past,
+            hidden_states=tuple(all_hidden) if output_hidden_states else None,
+            attentions=tuple(all_weights) if output_attentions else None)
         return out if return_dict is not False else out.to_tuple()
 
 
@@ -704,11 +702,15 @@ class SequenceSummary(keras.layers.Layer):
         self.built = True
 
     def call(self, hidden, cls_index=None, training=False):  # hidden: (*lead, T, C)
+        # "first", "last" and "mean" index axis 1, as transformers does: the sequence axis of a (B, T, C) input,
+        # but the choices axis of TFGPT2DoubleHeadsModel's (B, choices, T, C). Kept so the numbers stay equal.
         if self.summary_type == "first":
-            x = hidden[..., 0, :]
+            x = hidden[:, 0]
+        elif self.summary_type == "last":
+            x = hidden[:, -1]
         elif self.summary_type == "mean":
-            x = tf.reduce_mean(hidden, axis=-2)
-        elif self.summary_type == "last" or cls_index is None:
+            x = tf.reduce_mean(hidden, axis=1)
+        elif cls_index is None:  # cls_index without indices: the last token
             x = hidden[..., -1, :]
         else:  # cls_index: (*lead) positions of the classification token
             x = tf.gather(hidden, cls_index, axis=-2, batch_dims=cls_index.shape.rank)  # (*lead, C)
@@ -793,7 +795,7 @@ class TFGPT2ForSequenceClassification(TFGPT2PreTrainedModel):
         return out if return_dict is not False else out.to_tuple()
 
     def _loss(self, logits, labels):
-        problem_type = self.config.extra.get("problem_type")
+        problem_type = self.config.problem_type
         if problem_type is None:  # what transformers infers (it also writes it into the config; we do not)
             if self.num_labels == 1:
                 problem_type = "regression"

@@ -2,6 +2,8 @@
 one checkpoint: every `problem_type` of sequence classification, every `summary_type` of DoubleHeads, and the
 shapes and numbers of hidden states and attentions for inputs with leading dimensions."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from parity_utils import TINY, assert_close, randomize_torch, tf, torch
@@ -106,3 +108,26 @@ def test_leading_dimensions_of_hidden_states_and_attentions(class_name, shape, t
     for out, backend in ((pt_out, "pt"), (tf_out, "tf")):
         assert_close(out.past_key_values[0][0], hf_layer.keys, f"{backend} past[0].key")
 
+
+
+SUMMARY_FIXTURE = Path(__file__).parents[1] / "fixtures" / "tf457" / "double_heads"
+
+
+@pytest.mark.parametrize("case", ["first", "last", "mean", "cls_index", "first_default", "last_default",
+                                  "mean_default", "cls_index_default"])
+def test_double_heads_summary_types_equal_transformers_tf(case):
+    # transformers-TF 4.57's own numbers (tests/fixtures/make_tf_fixtures.py, summary.npz) from its tf_model.h5,
+    # loaded into both backends under the same summary_type
+    with np.load(SUMMARY_FIXTURE / "summary.npz") as data:
+        arrays = {key.split(".", 1)[1]: data[key] for key in data.files if key.split(".", 1)[0] == case}
+    summary = dict(summary_type=case.removesuffix("_default"), summary_activation="tanh")
+    pt = gpt2_pt.GPT2DoubleHeadsModel.from_pretrained(SUMMARY_FIXTURE, **summary).eval()
+    tf_model = gpt2_tf.TFGPT2DoubleHeadsModel.from_pretrained(SUMMARY_FIXTURE, **summary)
+    inputs = {k: arrays[k].astype(np.int64) for k in ("input_ids", "mc_token_ids") if k in arrays}
+    with torch.no_grad():
+        pt_out = pt(**{k: torch.from_numpy(v) for k, v in inputs.items()}, output_attentions=True)
+    tf_out = tf_model(**{k: tf.constant(v) for k, v in inputs.items()}, output_attentions=True)
+    for out, backend in ((pt_out, "pt"), (tf_out, "tf")):
+        assert_close(out.mc_logits, arrays["mc_logits"], f"{backend} {case} mc_logits")
+        for i, attention in enumerate(out.attentions if "attentions.0" in arrays else ()):
+            assert_close(attention, arrays[f"attentions.{i}"], f"{backend} {case} attentions[{i}]")

@@ -32,6 +32,13 @@ def lm_loss(logits, labels):
     return F.cross_entropy(logits[..., :-1, :].flatten(0, -2).float(), labels[..., 1:].flatten(), ignore_index=-100)
 
 
+def check_batch_of_sequences(model, input_ids, inputs_embeds) -> None:
+    """Sequence classification and question answering read one row per sequence: inputs (batch, seq) only (a
+    1-D or 3-D input would index the wrong axis; transformers fails there with an IndexError)."""
+    shape = tuple(input_ids.shape) if input_ids is not None else tuple(inputs_embeds.shape[:-1])
+    if len(shape) != 2:
+        raise ValueError(f"{type(model).__name__} takes inputs of shape (batch, seq). Received: shape={shape}")
+
 # ----------------------------------------------------------------------------------------------- heads
 
 class VocabProjection(nn.Linear):
@@ -169,6 +176,7 @@ class GPT2ForSequenceClassification(GPT2PreTrainedModel):
     def forward(self, input_ids=None, past_key_values=None, attention_mask=None, token_type_ids=None,
                 position_ids=None, inputs_embeds=None, labels=None, use_cache=None, output_attentions=None,
                 output_hidden_states=None, return_dict=None):
+        check_batch_of_sequences(self, input_ids, inputs_embeds)
         body = self.transformer(input_ids, past_key_values, attention_mask, token_type_ids, position_ids,
                                 inputs_embeds, use_cache, output_attentions, output_hidden_states)
         hidden = body.last_hidden_state  # (B, T, C)
@@ -245,6 +253,7 @@ class GPT2ForQuestionAnswering(GPT2PreTrainedModel):
     def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
                 inputs_embeds=None, start_positions=None, end_positions=None, output_attentions=None,
                 output_hidden_states=None, return_dict=None):
+        check_batch_of_sequences(self, input_ids, inputs_embeds)
         body = self.transformer(input_ids, None, attention_mask, token_type_ids, position_ids, inputs_embeds,
                                 False, output_attentions, output_hidden_states)
         start_logits, end_logits = self.qa_outputs(body.last_hidden_state).unbind(-1)  # (B, T) each

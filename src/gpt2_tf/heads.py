@@ -42,6 +42,14 @@ def lm_loss(logits, labels):
     return cross_entropy(logits[..., :-1, :], tf.convert_to_tensor(labels)[..., 1:])
 
 
+def check_batch_of_sequences(model, input_ids, inputs_embeds) -> None:
+    """Sequence classification and question answering read one row per sequence: inputs (batch, seq) only (a
+    1-D or 3-D input would index the wrong axis; transformers fails there with an IndexError)."""
+    shape = tuple(tf.convert_to_tensor(input_ids).shape) if input_ids is not None else \
+        tuple(tf.convert_to_tensor(inputs_embeds).shape[:-1])
+    if len(shape) != 2:
+        raise ValueError(f"{type(model).__name__} takes inputs of shape (batch, seq). Received: shape={shape}")
+
 # ----------------------------------------------------------------------------------------------- heads
 
 def lm_head(config: GPT2Config, wte) -> Linear:
@@ -178,6 +186,7 @@ class TFGPT2ForSequenceClassification(TFGPT2PreTrainedModel):
     def call(self, input_ids=None, past_key_values=None, attention_mask=None, token_type_ids=None,
              position_ids=None, inputs_embeds=None, labels=None, use_cache=None, output_attentions=None,
              output_hidden_states=None, return_dict=None, training=False):
+        check_batch_of_sequences(self, input_ids, inputs_embeds)
         body = self.transformer(input_ids, past_key_values=past_key_values, attention_mask=attention_mask,
                                 token_type_ids=token_type_ids, position_ids=position_ids,
                                 inputs_embeds=inputs_embeds, use_cache=use_cache,
@@ -265,6 +274,7 @@ class TFGPT2ForQuestionAnswering(TFGPT2PreTrainedModel):
     def call(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
              inputs_embeds=None, start_positions=None, end_positions=None, output_attentions=None,
              output_hidden_states=None, return_dict=None, training=False):
+        check_batch_of_sequences(self, input_ids, inputs_embeds)
         body = self.transformer(input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
                                 position_ids=position_ids, inputs_embeds=inputs_embeds, use_cache=False,
                                 output_attentions=output_attentions, output_hidden_states=output_hidden_states,

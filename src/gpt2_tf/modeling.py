@@ -354,7 +354,7 @@ class TFGPT2PreTrainedModel(keras.Model):
         # by name.
         if not args:
             return super().__call__(**kwargs)
-        names = list(inspect.signature(self.call).parameters)[1:len(args)]
+        names = list(inspect.signature(self.call).parameters)[1:len(args)] if len(args) > 1 else []
         for name, value in zip(names, args[1:]):
             if name in kwargs:
                 raise TypeError(f"{type(self).__name__} got multiple values for argument {name!r}")

@@ -10,16 +10,14 @@ from gpt2_core.generation import GenerationConfig
 from gpt2_core.streamers import TextStreamer
 
 from .loading import from_pretrained, save_pretrained
-from .modeling import (
+from .heads import (
     GPT2DoubleHeadsModel,
     GPT2ForQuestionAnswering,
     GPT2ForSequenceClassification,
     GPT2ForTokenClassification,
     GPT2LMHeadModel,
-    GPT2Model,
-    GPT2PreTrainedModel,
-    KVCache,
 )
+from .modeling import GPT2Model, GPT2PreTrainedModel, KVCache
 
 __all__ = [
     "GPT2Config", "GenerationConfig", "TextStreamer", "GPT2Model", "GPT2LMHeadModel", "GPT2DoubleHeadsModel",

@@ -19,10 +19,12 @@ import weakref
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from gpt2_core.generation import GenerationConfig, config_for, decode, positions_from_mask, prepare
 
+from . import torch_internals
 from .modeling import Conv1D, GPT2PreTrainedModel, KVCache
 
 QUANTIZE_MODES = (None, "int8")
@@ -96,9 +98,11 @@ class _ModelRunner:
     """What `decode` drives: prefill, step, reorder (beam search) and uniform draws, over the model's own forward.
 
     Our models get a KVCache for all rows and the whole length; any other model with our forward arguments (the
-    tests run transformers' GPT2LMHeadModel through here) keeps whatever cache its forward returns. Unpadded
-    batches pass neither mask nor positions: the model derives positions from the cache length, and builds no
-    mask for a single new token. `step_model` (default: `model`) runs the one-token steps over the same cache.
+    tests run transformers' GPT2LMHeadModel through here) keeps whatever cache its forward returns. Padded batches
+    pass the mask and positions_from_mask's positions, as gpt2_tf's runner does; unpadded ones pass neither: the
+    model derives positions from the cache length and builds no mask for a single new token (gpt2_tf passes both
+    always, so that each compiled entry point has one signature). `step_model` (default: `model`) runs the
+    one-token steps over the same cache.
     """
 
     def __init__(self, model, rows, max_length, *, generator=None, step_model=None):
@@ -152,27 +156,33 @@ class _ModelRunner:
 
 class Int8Linear(nn.Module):
     """y = x @ W.T + b with W int8 per output channel (symmetric) and x quantised per call: torch's dynamic
-    quantized linear (fbgemm), several times faster than fp32 for the memory-bound decoding GEMVs."""
+    quantized linear (fbgemm), several times faster than fp32 for the memory-bound decoding GEMVs. A torch without
+    those operators (torch_internals.int8_linear() is None) multiplies by the dequantized int8 weights in fp32: the
+    same weights, slower, and x stays unquantised."""
 
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None):  # weight: (out, in)
         super().__init__()
         weight = weight.detach().float().contiguous()
         scale = (weight.abs().amax(dim=1) / 127.0).clamp(min=1e-12).double()
+        bias = None if bias is None else bias.detach().float()
+        ops = torch_internals.int8_linear()
+        if ops is None:
+            self.linear, self.bias = None, bias
+            self.weight = ((weight / scale[:, None].float()).round().clamp(-127, 127) * scale[:, None]).float()
+            return
         zero = torch.zeros(weight.shape[0], dtype=torch.long)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # torch deprecates quantized tensors in favour of torchao
             qweight = torch.quantize_per_channel(weight, scale, zero, 0, torch.qint8)
-            self.packed = torch.ops.quantized.linear_prepack(qweight, None if bias is None else bias.detach().float())
+            self.packed = ops.prepack(qweight, bias)
+        self.linear = ops.linear
 
     def forward(self, x):
         if x.dtype != torch.float32:
             return self.forward(x.float()).to(x.dtype)
-        return _linear_dynamic(x, self.packed, True)  # True: 7-bit activations, no overflow; any leading dims
-
-
-# The overloads themselves, looked up once: decoding calls them ~50 times a token, and the packet's __call__ first
-# scans the arguments for traced script objects (~7 us a call).
-_linear_dynamic = torch.ops.quantized.linear_dynamic.default
+        if self.linear is None:
+            return F.linear(x, self.weight, self.bias)
+        return self.linear(x, self.packed, True)  # True: 7-bit activations, no overflow; any leading dims
 
 
 def int8_copy(model: GPT2PreTrainedModel) -> GPT2PreTrainedModel:
@@ -205,29 +215,27 @@ class PackedLinear(nn.Module):
     the packed copy. For one row a plain GEMV is faster, hence rows > 1 only. fp32 in, fp32 out: exact products,
     only the summation order differs from F.linear."""
 
-    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None, rows: int):  # weight: (out, in)
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None, rows: int, ops):  # weight: (out, in)
         super().__init__()
-        self.packed = torch.ops.mkldnn._reorder_linear_weight(weight.detach(), rows)
+        self.packed = ops.reorder(weight.detach(), rows)
         self.bias = None if bias is None else bias.detach()
+        self.linear = ops.linear
 
     def forward(self, x):
-        return _linear_pointwise(x, self.packed, self.bias, "none", [], "")
-
-
-_linear_pointwise = getattr(getattr(torch.ops.mkldnn, "_linear_pointwise", None), "default", None)
+        return self.linear(x, self.packed, self.bias, "none", [], "")
 
 
 def can_pack(model: nn.Module) -> bool:
-    """Whether packed_copy applies: one of our models, fp32 on CPU, and a torch built with oneDNN."""
-    return (isinstance(model, GPT2PreTrainedModel) and torch.backends.mkldnn.is_available()
-            and _linear_pointwise is not None and hasattr(torch.ops.mkldnn, "_reorder_linear_weight")
+    """Whether packed_copy applies: one of our models, fp32 on CPU, and a torch with oneDNN's packed linear."""
+    return (isinstance(model, GPT2PreTrainedModel) and torch_internals.onednn_linear() is not None
             and all(p.device.type == "cpu" and p.dtype == torch.float32 for p in model.parameters()))
 
 
 def packed_copy(model: GPT2PreTrainedModel, rows: int) -> GPT2PreTrainedModel:
     """A copy of `model` whose Conv1D and nn.Linear layers are PackedLinear for `rows` rows, the rest shared.
     Cached on the model (packing gpt2-small takes ~0.4 s) until its parameters change or `rows` does."""
-    return _cached_copy(model, "packed", rows, lambda weight, bias: PackedLinear(weight, bias, rows))
+    ops = torch_internals.onednn_linear()
+    return _cached_copy(model, "packed", rows, lambda weight, bias: PackedLinear(weight, bias, rows, ops))
 
 
 # model -> {kind: (key, copy)}. Beside the model, not in it: the copies hold oneDNN/fbgemm tensors that can be

@@ -1,8 +1,8 @@
-"""GPT-2 in PyTorch: Attention, MLP, Block, GPT2Model and the five heads of transformers.
+"""GPT-2's trunk in PyTorch: the KV cache, Conv1D, Attention, MLP, Block, GPT2Model and its input checks.
 
 Module attribute names equal the transformers names, so `state_dict()` keys and shapes equal those of
-transformers' GPT-2 classes and loading a checkpoint is a copy plus a check (see loading.py).
-gpt2_tf/modeling.py mirrors this file block by block.
+transformers' GPT-2 classes and loading a checkpoint is a copy plus a check (see loading.py). The heads live in
+heads.py (and import here as before). gpt2_tf/modeling.py mirrors this file block by block.
 
     >>> import torch
     >>> from gpt2_pt import GPT2Config, GPT2LMHeadModel
@@ -14,7 +14,6 @@ gpt2_tf/modeling.py mirrors this file block by block.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 
 import torch
@@ -22,9 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from gpt2_core.config import GPT2Config
-from gpt2_core.outputs import (BaseModelOutputWithPast, CausalLMOutputWithPast, GPT2DoubleHeadsModelOutput,
-                                  QuestionAnsweringModelOutput, SequenceClassifierOutputWithPast,
-                                  TokenClassifierOutput)
+from gpt2_core.outputs import BaseModelOutputWithPast
 
 _GELU_A = 2 * math.sqrt(2 / math.pi)  # 0.5 * (1 + tanh(z)) == sigmoid(2 z)
 _GELU_B = _GELU_A * 0.044715
@@ -192,9 +189,12 @@ class Attention(nn.Module):
         if self.upcast:
             q, k = q.float(), k.float()
         scores = (q @ k.transpose(-1, -2)) * self.scale  # (B, nh, T, S)
-        weights = F.softmax(scores.masked_fill(~mask, float("-inf")), dim=-1)
-        # A query that may see no key at all (a left-pad position) gets zero weights, as SDPA gives it.
-        weights = self.attn_dropout(weights.masked_fill(~mask, 0.0).to(v.dtype))
+        # The dtype's minimum, not -inf: a query that may see no key (a left-pad position) then gets finite
+        # weights, which are zeroed below as SDPA zeroes them, and no NaN reaches the gradients.
+        weights = F.softmax(scores.masked_fill(~mask, torch.finfo(scores.dtype).min), dim=-1)
+        if mask.dim() == 4:  # padding: some queries may see no key (the causal mask alone never does that)
+            weights = weights.masked_fill(~mask, 0.0)
+        weights = self.attn_dropout(weights.to(v.dtype))
         return weights @ v, weights
 
 
@@ -453,236 +453,15 @@ def _check_past(config, past_key_values, B):
     return P
 
 
-# ----------------------------------------------------------------------------------------------- heads
-
-def lm_loss(logits, labels):
-    """Next-token cross entropy: position t predicts labels[t + 1]; -100 marks labels to ignore."""
-    return F.cross_entropy(logits[..., :-1, :].flatten(0, -2).float(), labels[..., 1:].flatten(), ignore_index=-100)
+HEADS = ("GPT2LMHeadModel", "GPT2DoubleHeadsModel", "GPT2ForSequenceClassification", "GPT2ForTokenClassification",
+         "GPT2ForQuestionAnswering")
 
 
-class VocabProjection(nn.Linear):
-    """nn.Linear(n_embd, vocab_size, bias=False) (same state_dict), with the GEMM layout that reads its large
-    (vocab, n_embd) weight fastest for a few rows (a decoding step at batch 4-16): W @ x.T runs ~1.4x faster than
-    x @ W.T there (bench/bench_pt_generate.py; both are exact fp32 products, only the summation order differs)."""
+def __getattr__(name):
+    """The heads moved to heads.py; `from gpt2_pt.modeling import GPT2LMHeadModel` keeps working (imported on
+    first use, as heads.py imports this module)."""
+    if name in HEADS:
+        from . import heads
 
-    def forward(self, x):
-        rows = x.numel() // x.size(-1)
-        if 4 <= rows <= 16:
-            y = torch.mm(self.weight, x.reshape(rows, -1).t())  # (vocab, rows)
-            return y.t().reshape(*x.shape[:-1], -1)  # (*lead, vocab), contiguous
-        return F.linear(x, self.weight)
-
-
-def lm_head(config: GPT2Config, wte: nn.Embedding) -> nn.Linear:
-    """The vocabulary projection: wte itself when tied (no weight of its own), else a new initialised one."""
-    if config.tie_word_embeddings:
-        head = VocabProjection(config.n_embd, config.vocab_size, bias=False, device="meta")  # weight set next line
-        head.weight = wte.weight
-    else:
-        head = VocabProjection(config.n_embd, config.vocab_size, bias=False)
-        initialise(config, head)
-    return head
-
-
-class GPT2LMHeadModel(GPT2PreTrainedModel):
-    """The body plus the vocabulary projection. `logits_to_keep=N` (transformers' name) computes the logits of
-    the last N positions only (0: all of them); decoding asks for 1, which skips most of the LM head's work
-    at the prompt."""
-
-    def __init__(self, config: GPT2Config):
-        super().__init__(config)
-        self.transformer = GPT2Model(config)
-        self.lm_head = lm_head(config, self.transformer.wte)
-
-    def forward(self, input_ids=None, past_key_values=None, attention_mask=None, token_type_ids=None,
-                position_ids=None, inputs_embeds=None, labels=None, use_cache=None, output_attentions=None,
-                output_hidden_states=None, return_dict=None, logits_to_keep: int = 0):
-        if not isinstance(logits_to_keep, int) or logits_to_keep < 0:
-            raise ValueError(f"`logits_to_keep` should be an int >= 0 (0 keeps all positions). "
-                             f"Received: logits_to_keep={logits_to_keep!r}")
-        body = self.transformer(input_ids, past_key_values, attention_mask, token_type_ids, position_ids,
-                                inputs_embeds, use_cache, output_attentions, output_hidden_states)
-        hidden = body.last_hidden_state
-        if labels is not None and 0 < logits_to_keep < hidden.size(-2):
-            raise ValueError("`labels` need the logits of every position: pass logits_to_keep=0. "
-                             f"Received: logits_to_keep={logits_to_keep}")
-        logits = self.lm_head(hidden[..., -logits_to_keep:, :] if logits_to_keep else hidden)
-        out = CausalLMOutputWithPast(
-            loss=None if labels is None else lm_loss(logits, labels), logits=logits,
-            past_key_values=body.past_key_values, hidden_states=body.hidden_states, attentions=body.attentions)
-        return out if return_dict is not False else out.to_tuple()
-
-    def generate(self, *args, **kwargs):
-        """Greedy, sampling or beam search decoding; see gpt2_pt.generation.generate."""
-        from .generation import generate
-
-        return generate(self, *args, **kwargs)
-
-
-class SequenceSummary(nn.Module):
-    """One vector per sequence (per choice): the token summary_type picks, projected (summary_* config fields)."""
-
-    def __init__(self, config: GPT2Config):
-        super().__init__()
-        if config.summary_type == "attn":  # transformers has no implementation either
-            raise ValueError("summary_type='attn' is not implemented. Received: summary_type='attn'")
-        self.summary_type = config.summary_type
-        self.summary = nn.Identity()
-        if config.summary_use_proj:
-            n_out = config.num_labels if config.summary_proj_to_labels and config.num_labels > 0 else config.n_embd
-            self.summary = nn.Linear(config.n_embd, n_out)
-        self.activation = torch.tanh if config.summary_activation == "tanh" else (lambda x: x)
-        self.first_dropout = nn.Dropout(config.summary_first_dropout)
-        self.last_dropout = nn.Dropout(config.extra.get("summary_last_dropout", 0.0))
-
-    def forward(self, hidden, cls_index=None):  # hidden: (*lead, T, C)
-        # "first", "last" and "mean" index axis 1, as transformers does: the sequence axis of a (B, T, C) input,
-        # but the choices axis of GPT2DoubleHeadsModel's (B, choices, T, C). Kept so the numbers stay equal.
-        if self.summary_type == "first":
-            x = hidden[:, 0]
-        elif self.summary_type == "last":
-            x = hidden[:, -1]
-        elif self.summary_type == "mean":
-            x = hidden.mean(dim=1)
-        elif cls_index is None:  # cls_index without indices: the last token
-            x = hidden[..., -1, :]
-        else:  # cls_index: (*lead) positions of the classification token
-            index = cls_index[..., None, None].expand(*cls_index.shape, 1, hidden.size(-1))  # (*lead, 1, C)
-            x = hidden.gather(-2, index).squeeze(-2)  # (*lead, C)
-        return self.last_dropout(self.activation(self.summary(self.first_dropout(x))))
-
-
-class GPT2DoubleHeadsModel(GPT2PreTrainedModel):
-    """The LM head plus a multiple-choice head. Inputs are (batch, num_choices, seq)."""
-
-    def __init__(self, config: GPT2Config):
-        # transformers sets num_labels = 1 on the config (one score per choice); we do it on a copy.
-        config = dataclasses.replace(config, num_labels=1, id2label=None, label2id=None)
-        super().__init__(config)
-        self.transformer = GPT2Model(config)
-        self.lm_head = lm_head(config, self.transformer.wte)
-        self.multiple_choice_head = SequenceSummary(config)
-        initialise(config, self.multiple_choice_head)
-
-    def forward(self, input_ids=None, past_key_values=None, attention_mask=None, token_type_ids=None,
-                position_ids=None, inputs_embeds=None, mc_token_ids=None, labels=None, mc_labels=None,
-                use_cache=None, output_attentions=None, output_hidden_states=None, return_dict=None):
-        body = self.transformer(input_ids, past_key_values, attention_mask, token_type_ids, position_ids,
-                                inputs_embeds, use_cache, output_attentions, output_hidden_states)
-        hidden = body.last_hidden_state  # (B, choices, T, C)
-        logits = self.lm_head(hidden)
-        mc_logits = self.multiple_choice_head(hidden, mc_token_ids).squeeze(-1)  # (B, choices)
-        mc_loss = None
-        if mc_labels is not None:
-            mc_loss = F.cross_entropy(mc_logits.view(-1, mc_logits.size(-1)), mc_labels.view(-1))
-        out = GPT2DoubleHeadsModelOutput(
-            loss=None if labels is None else lm_loss(logits, labels), mc_loss=mc_loss, logits=logits,
-            mc_logits=mc_logits, past_key_values=body.past_key_values, hidden_states=body.hidden_states,
-            attentions=body.attentions)
-        return out if return_dict is not False else out.to_tuple()
-
-
-class GPT2ForSequenceClassification(GPT2PreTrainedModel):
-    """Classifies each sequence by its last token that is not `pad_token_id` (left or right padding)."""
-
-    def __init__(self, config: GPT2Config):
-        super().__init__(config)
-        self.num_labels = config.num_labels
-        self.transformer = GPT2Model(config)
-        self.score = nn.Linear(config.n_embd, config.num_labels, bias=False)
-        initialise(config, self.score)
-
-    def forward(self, input_ids=None, past_key_values=None, attention_mask=None, token_type_ids=None,
-                position_ids=None, inputs_embeds=None, labels=None, use_cache=None, output_attentions=None,
-                output_hidden_states=None, return_dict=None):
-        body = self.transformer(input_ids, past_key_values, attention_mask, token_type_ids, position_ids,
-                                inputs_embeds, use_cache, output_attentions, output_hidden_states)
-        hidden = body.last_hidden_state  # (B, T, C)
-        B, T = hidden.shape[:2]
-        pad_token_id = self.config.pad_token_id
-        if pad_token_id is None and B != 1:
-            raise ValueError("A batch of more than one sequence needs `pad_token_id` in the config to find each "
-                             f"sequence's last token. Received: batch size {B}, pad_token_id=None")
-        if pad_token_id is None or input_ids is None:  # inputs_embeds cannot show padding: take the last column
-            last = torch.full((B,), T - 1, device=hidden.device)
-        else:
-            keep = (input_ids != pad_token_id).long()
-            last = (torch.arange(T, device=hidden.device) * keep).argmax(-1)  # the rightmost token kept, else 0
-        logits = self.score(hidden[torch.arange(B, device=hidden.device), last])  # (B, num_labels)
-        out = SequenceClassifierOutputWithPast(
-            loss=None if labels is None else self._loss(logits, labels), logits=logits,
-            past_key_values=body.past_key_values, hidden_states=body.hidden_states, attentions=body.attentions)
-        return out if return_dict is not False else out.to_tuple()
-
-    def _loss(self, logits, labels):
-        problem_type = self.config.problem_type
-        if problem_type is None:  # what transformers infers (it also writes it into the config; we do not)
-            if self.num_labels == 1:
-                problem_type = "regression"
-            elif labels.dtype in (torch.long, torch.int):
-                problem_type = "single_label_classification"
-            else:
-                problem_type = "multi_label_classification"
-        if problem_type == "regression":
-            return F.mse_loss(logits.squeeze(), labels.squeeze()) if self.num_labels == 1 else \
-                F.mse_loss(logits, labels)
-        if problem_type == "single_label_classification":
-            return F.cross_entropy(logits.view(-1, self.num_labels), labels.view(-1))
-        if problem_type == "multi_label_classification":
-            return F.binary_cross_entropy_with_logits(logits, labels)
-        raise ValueError("`problem_type` should be regression, single_label_classification or "
-                         f"multi_label_classification. Received: problem_type={problem_type!r}")
-
-
-class GPT2ForTokenClassification(GPT2PreTrainedModel):
-    def __init__(self, config: GPT2Config):
-        super().__init__(config)
-        self.num_labels = config.num_labels
-        self.transformer = GPT2Model(config)
-        # transformers reads classifier_dropout, then hidden_dropout, else 0.1; both live in config.extra here.
-        dropout = config.extra.get("classifier_dropout")
-        dropout = config.extra.get("hidden_dropout") if dropout is None else dropout
-        self.dropout = nn.Dropout(0.1 if dropout is None else dropout)
-        self.classifier = nn.Linear(config.n_embd, config.num_labels)
-        initialise(config, self.classifier)
-
-    def forward(self, input_ids=None, past_key_values=None, attention_mask=None, token_type_ids=None,
-                position_ids=None, inputs_embeds=None, labels=None, use_cache=None, output_attentions=None,
-                output_hidden_states=None, return_dict=None):
-        body = self.transformer(input_ids, past_key_values, attention_mask, token_type_ids, position_ids,
-                                inputs_embeds, use_cache, output_attentions, output_hidden_states)
-        logits = self.classifier(self.dropout(body.last_hidden_state))  # (B, T, num_labels)
-        loss = None
-        if labels is not None:
-            loss = F.cross_entropy(logits.view(-1, self.num_labels), labels.view(-1))
-        out = TokenClassifierOutput(loss=loss, logits=logits, hidden_states=body.hidden_states,
-                                    attentions=body.attentions)
-        return out if return_dict is not False else out.to_tuple()
-
-
-class GPT2ForQuestionAnswering(GPT2PreTrainedModel):
-    def __init__(self, config: GPT2Config):
-        super().__init__(config)
-        self.num_labels = config.num_labels
-        self.transformer = GPT2Model(config)
-        self.qa_outputs = nn.Linear(config.n_embd, 2)
-        initialise(config, self.qa_outputs)
-
-    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
-                inputs_embeds=None, start_positions=None, end_positions=None, output_attentions=None,
-                output_hidden_states=None, return_dict=None):
-        body = self.transformer(input_ids, None, attention_mask, token_type_ids, position_ids, inputs_embeds,
-                                False, output_attentions, output_hidden_states)
-        start_logits, end_logits = self.qa_outputs(body.last_hidden_state).unbind(-1)  # (B, T) each
-        loss = None
-        if start_positions is not None and end_positions is not None:
-            # Positions outside the sequence are clamped to T, and T is ignored by the loss (as in transformers).
-            T = start_logits.size(1)
-            start = start_positions.reshape(start_positions.size(0)).clamp(0, T)
-            end = end_positions.reshape(end_positions.size(0)).clamp(0, T)
-            loss = (F.cross_entropy(start_logits, start, ignore_index=T) +
-                    F.cross_entropy(end_logits, end, ignore_index=T)) / 2
-        out = QuestionAnsweringModelOutput(loss=loss, start_logits=start_logits.contiguous(),
-                                           end_logits=end_logits.contiguous(), hidden_states=body.hidden_states,
-                                           attentions=body.attentions)
-        return out if return_dict is not False else out.to_tuple()
+        return getattr(heads, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

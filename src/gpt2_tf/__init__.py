@@ -12,16 +12,14 @@ from gpt2_core.generation import GenerationConfig
 from gpt2_core.streamers import TextStreamer
 
 from .loading import from_pretrained, save_pretrained
-from .modeling import (
-    KVCache,
+from .heads import (
     TFGPT2DoubleHeadsModel,
     TFGPT2ForQuestionAnswering,
     TFGPT2ForSequenceClassification,
     TFGPT2ForTokenClassification,
     TFGPT2LMHeadModel,
-    TFGPT2Model,
-    TFGPT2PreTrainedModel,
 )
+from .modeling import KVCache, TFGPT2Model, TFGPT2PreTrainedModel
 
 __all__ = [
     "GPT2Config", "GenerationConfig", "TextStreamer", "TFGPT2Model", "TFGPT2LMHeadModel", "TFGPT2DoubleHeadsModel",

@@ -120,9 +120,8 @@ class _ModelRunner:
         # the mask the core passes covers the cache and the new token; the program's is the whole buffer wide
         mask = np.zeros((len(tokens), self.program.capacity), dtype=np.int32)
         mask[:, :attention_mask.shape[1]] = attention_mask
-        positions = attention_mask.sum(axis=1, keepdims=True) - 1
         return self.program.step(tf.constant(tokens[:, None], tf.int32), tf.constant(mask),
-                                 tf.constant(positions, tf.int32)).numpy()
+                                 tf.constant(positions_from_mask(attention_mask)[:, -1:], tf.int32)).numpy()
 
     def reorder(self, index):
         self.program.reorder(tf.constant(index, tf.int32))
@@ -151,6 +150,8 @@ _MAX_CACHE_BYTES = 1 << 30
 def _program(model, rows, capacity, execution) -> "_Program":
     """The model's program for this shape, built on first use; the least recently used go beyond 4 programs or
     1 GiB of key/value cache (the newest always stays)."""
+    # On the model, not in a WeakKeyDictionary beside it as gpt2_pt keeps its weight copies: a program's traced
+    # functions hold the model, so a weak key to it would never die.
     programs = model.__dict__.get("_gpt2_decode_programs")
     if programs is None:
         programs = {}

@@ -1,4 +1,5 @@
-"""GPT-2 in Keras 3 on TensorFlow: Attention, MLP, Block, TFGPT2Model and the five heads of transformers.
+"""GPT-2's trunk in Keras 3 on TensorFlow: the KV cache, the leaf layers, Attention, MLP, Block, TFGPT2Model and
+its input checks. The heads live in heads.py (and import here as before).
 
 Module attribute names equal the transformers names and every weight has its PyTorch shape (Conv1D (in, out),
 Linear (out, in)), so the canonical weight names and shapes equal those of transformers' GPT-2 classes and loading
@@ -17,19 +18,20 @@ the forward runs eagerly, under tf.function and under tf.function(jit_compile=Tr
 
 from __future__ import annotations
 
-import dataclasses
 import functools
+import inspect
 import math
 import os
 from collections.abc import Mapping
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from gpt2_core.config import GPT2Config
-from gpt2_core.outputs import (BaseModelOutputWithPast, CausalLMOutputWithPast, GPT2DoubleHeadsModelOutput,
-                                  ModelOutput, QuestionAnsweringModelOutput, SequenceClassifierOutputWithPast,
-                                  TokenClassifierOutput)
+from gpt2_core.outputs import BaseModelOutputWithPast, ModelOutput
+
+from .tf_internals import in_xla_compilation, optimization_barrier
 
 # transformers' ACT2FN, name for name. The four tanh approximations of GELU are one function (they differ only in
 # how the constant sqrt(2/pi) is spelled), so they share one formula.
@@ -161,23 +163,9 @@ def _unfused_under_threaded_xla(y):
     product goes to Eigen, which uses them all. Decoding gpt2-small at batch 1 with 2 threads: 35 tok/s unfused
     against 30.6 fused (bench/bench_tf_generate.py --threads 2). With one thread the fused kernel is the faster
     (~15% on the products alone), so it stays; products of more rows go to Eigen either way."""
-    if y.shape[0] != 1 or not in_xla_compilation() or intra_op_threads() == 1 or _xla_ops() is None:
+    if y.shape[0] != 1 or not in_xla_compilation() or intra_op_threads() == 1:
         return y
-    return _optimization_barrier(y)
-
-
-def _xla_ops():
-    """TensorFlow's XLA op wrappers: no public API, so a TensorFlow without them gets None (and the fused kernel)."""
-    try:
-        from tensorflow.compiler.tf2xla.python import xla
-    except ImportError:  # pragma: no cover - a TensorFlow without the module
-        return None
-    return xla
-
-
-@tf.custom_gradient
-def _optimization_barrier(y):
-    return _xla_ops().optimization_barrier(y)[0], lambda dy: dy  # the op has no gradient of its own
+    return optimization_barrier(y)
 
 
 def intra_op_threads() -> int:
@@ -248,10 +236,8 @@ class Attention(keras.layers.Layer):
     # `allowed`, not `mask`: Keras 3 reserves a call argument named `mask` for its own masking protocol.
     def call(self, x, allowed, layer_past=None, cache=None, output_attentions=False, training=False):
         B, T, C = tf.shape(x)[0], tf.shape(x)[1], x.shape[-1]
-        q, k, v = tf.split(self.c_attn(x), 3, axis=2)
-        q = tf.transpose(tf.reshape(q, (B, T, self.n_head, self.head_dim)), (0, 2, 1, 3))  # (B, nh, T, hd)
-        k = tf.transpose(tf.reshape(k, (B, T, self.n_head, self.head_dim)), (0, 2, 1, 3))  # (B, nh, T, hd)
-        v = tf.transpose(tf.reshape(v, (B, T, self.n_head, self.head_dim)), (0, 2, 1, 3))  # (B, nh, T, hd)
+        qkv = tf.reshape(self.c_attn(x), (B, T, 3, self.n_head, self.head_dim))
+        q, k, v = tf.unstack(tf.transpose(qkv, (2, 0, 3, 1, 4)))  # each (B, nh, T, hd)
         if cache is not None:
             k, v = cache.update(self.layer_idx, k, v)  # (B, nh, max_length, hd): the caller masks the unfilled
         elif layer_past is not None:
@@ -259,24 +245,24 @@ class Attention(keras.layers.Layer):
             v = tf.concat((layer_past[1], v), axis=2)
         present = (k, v)
 
-        y, weights = self._attention(q, k, v, allowed, training)
+        y, weights = self._explicit_attention(q, k, v, allowed, training)
         y = tf.reshape(tf.transpose(y, (0, 2, 1, 3)), (B, T, C))  # (B, T, nh * hd): heads side by side again
         return self.resid_dropout(self.c_proj(y), training=training), present, (weights if output_attentions
                                                                                   else None)
 
-    def _attention(self, q, k, v, mask, training):
+    def _explicit_attention(self, q, k, v, mask, training):
         # No fused attention kernel to call in TF: this is gpt2_pt's explicit path, always.
+        T, S = tf.shape(q)[-2], tf.shape(k)[-2]
+        if mask is None:
+            mask = causal_mask(T, S)
         if self.upcast:
             q, k = tf.cast(q, tf.float32), tf.cast(k, tf.float32)
         scores = tf.matmul(q, k, transpose_b=True) * self.scale  # (B, nh, T, S)
-        if mask is None:  # one new token: it may see every key
-            weights = tf.nn.softmax(scores, axis=-1)
-        else:
-            # The dtype's minimum, not -inf: a query that may see no key (a left-pad position) then gets finite
-            # weights, which are zeroed below as gpt2_pt zeroes them, and no NaN reaches the gradients.
-            weights = tf.nn.softmax(tf.where(mask, scores, scores.dtype.min), axis=-1)
-            if mask.shape.rank == 4:  # padding: some queries may see no key (the causal mask alone never does that)
-                weights = tf.where(mask, weights, 0.0)
+        # The dtype's minimum, not -inf: a query that may see no key (a left-pad position) then gets finite
+        # weights, which are zeroed below as SDPA zeroes them, and no NaN reaches the gradients.
+        weights = tf.nn.softmax(tf.where(mask, scores, scores.dtype.min), axis=-1)
+        if mask.shape.rank == 4:  # padding: some queries may see no key (the causal mask alone never does that)
+            weights = tf.where(mask, weights, 0.0)
         weights = self.attn_dropout(tf.cast(weights, v.dtype), training=training)
         return tf.matmul(weights, v), weights
 
@@ -361,7 +347,19 @@ class TFGPT2PreTrainedModel(keras.Model):
         if config.add_cross_attention:
             raise ValueError("add_cross_attention=True is not supported. Received: add_cross_attention=True")
         self.config = config
-        self._allow_non_tensor_positional_args = True  # model([[464, 2068]]) works, as in transformers
+
+    def __call__(self, *args, **kwargs):
+        # model([[464, 2068]]) and model(ids, past) work, as in transformers. Keras takes only tensors positionally,
+        # so the first input becomes one (a list, an array, or a dict of them as fit passes) and the others go in
+        # by name.
+        if not args:
+            return super().__call__(**kwargs)
+        names = list(inspect.signature(self.call).parameters)[1:len(args)] if len(args) > 1 else []
+        for name, value in zip(names, args[1:]):
+            if name in kwargs:
+                raise TypeError(f"{type(self).__name__} got multiple values for argument {name!r}")
+            kwargs[name] = value
+        return super().__call__(_as_tensors(args[0]), **kwargs)
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -394,7 +392,7 @@ class TFGPT2PreTrainedModel(keras.Model):
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         if isinstance(y_pred, ModelOutput):
-            if self._compile_loss is None:  # compiled without a loss: train on the model's own (both, for DoubleHeads)
+            if self.loss is None:  # compiled without a loss: train on the model's own (both, for DoubleHeads)
                 own = [loss for loss in (y_pred.loss, getattr(y_pred, "mc_loss", None)) if loss is not None]
                 if not own:
                     raise ValueError("compile() was given no loss, and the batch has no labels for the model's own "
@@ -406,6 +404,13 @@ class TFGPT2PreTrainedModel(keras.Model):
     def predict_step(self, data):
         out = self(data[0] if isinstance(data, tuple) else data, training=False)
         return {name: out[name] for name in out.keys() if name != "past_key_values"}
+
+
+def _as_tensors(value):
+    """A list or numpy array as a tensor, also as the values of a dict; anything else as it is."""
+    if isinstance(value, Mapping):
+        return {k: _as_tensors(v) for k, v in value.items()}
+    return tf.convert_to_tensor(value) if isinstance(value, (list, np.ndarray)) else value
 
 
 class TFGPT2Model(TFGPT2PreTrainedModel):
@@ -471,21 +476,19 @@ class TFGPT2Model(TFGPT2PreTrainedModel):
                                         training=training)
             presents.append(present)
             all_weights.append(weights)
-        x = self.ln_f(x)
+        x = tf.reshape(self.ln_f(x), tf.concat([lead_shape, tf.shape(x)[1:]], axis=0))  # (*lead, T, C)
         if output_hidden_states:
-            all_hidden.append(x)
+            all_hidden.append(x)  # as in transformers, only this last one gets the leading dimensions back
 
         if cache is not None:
             cache.length.assign_add(T)
             past = cache
         else:
             past = tuple(presents) if use_cache else None
-        unfold = lambda t: tf.reshape(t, tf.concat([lead_shape, tf.shape(t)[1:]], axis=0))  # noqa: E731
         out = BaseModelOutputWithPast(
-            last_hidden_state=unfold(x),
-            past_key_values=past,
-            hidden_states=tuple(unfold(h) for h in all_hidden) if output_hidden_states else None,
-            attentions=tuple(unfold(w) for w in all_weights) if output_attentions else None)
+            last_hidden_state=x, past_key_values=past,
+            hidden_states=tuple(all_hidden) if output_hidden_states else None,
+            attentions=tuple(all_weights) if output_attentions else None)
         return out if return_dict is not False else out.to_tuple()
 
 
@@ -551,19 +554,6 @@ def _known(value) -> bool:
     return isinstance(value, int)
 
 
-def in_xla_compilation() -> bool:
-    """Whether the function being traced will be compiled by XLA: tf.function(jit_compile=True), or a function
-    called from one. TensorFlow marks such a trace with an XLA control-flow context on the graph or an outer
-    graph; it has no public API for this, hence the internal module (absent: False, and the assertions stay)."""
-    if tf.executing_eagerly():
-        return False
-    try:
-        from tensorflow.python.ops import control_flow_util
-    except ImportError:  # pragma: no cover - a TensorFlow without the module
-        return False
-    return control_flow_util.GraphOrParentsInXlaContext(tf.compat.v1.get_default_graph())
-
-
 def _check_at_most(value, limit, message, graph_message):
     if _known(value):
         if value > limit:
@@ -626,249 +616,15 @@ def _check_past(config, past_key_values, B):
     return P
 
 
-# ----------------------------------------------------------------------------------------------- heads
-
-def cross_entropy(logits, labels, ignore_index=-100):
-    """torch's F.cross_entropy: the mean over labels != ignore_index, in float32 (NaN when all are ignored)."""
-    logits = tf.cast(tf.reshape(logits, (-1, tf.shape(logits)[-1])), tf.float32)
-    labels = tf.reshape(tf.cast(labels, tf.int32), (-1,))
-    keep = tf.not_equal(labels, ignore_index)
-    losses = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=tf.where(keep, labels, 0), logits=logits)
-    keep = tf.cast(keep, tf.float32)
-    return tf.reduce_sum(losses * keep) / tf.reduce_sum(keep)
+HEADS = ("TFGPT2LMHeadModel", "TFGPT2DoubleHeadsModel", "TFGPT2ForSequenceClassification",
+         "TFGPT2ForTokenClassification", "TFGPT2ForQuestionAnswering")
 
 
-def lm_loss(logits, labels):
-    """Next-token cross entropy: position t predicts labels[t + 1]; -100 marks labels to ignore."""
-    return cross_entropy(logits[..., :-1, :], tf.convert_to_tensor(labels)[..., 1:])
+def __getattr__(name):
+    """The heads moved to heads.py; `from gpt2_tf.modeling import TFGPT2LMHeadModel` keeps working (imported on
+    first use, as heads.py imports this module)."""
+    if name in HEADS:
+        from . import heads
 
-
-class TFGPT2LMHeadModel(TFGPT2PreTrainedModel):
-    """The body plus the vocabulary projection. `logits_to_keep=N` (transformers' name) computes the logits of
-    the last N positions only (0: all of them); decoding asks for 1, which skips most of the LM head's work
-    at the prompt."""
-
-    def __init__(self, config: GPT2Config, **kwargs):
-        super().__init__(config, **kwargs)
-        self.transformer = TFGPT2Model(config, name="transformer")
-        tied = self.transformer.wte.weight if config.tie_word_embeddings else None
-        self.lm_head = Linear(config.n_embd, config.vocab_size, config.initializer_range, use_bias=False,
-                              weight=tied, name="lm_head")
-        self.built = True
-
-    @unpack_inputs
-    def call(self, input_ids=None, past_key_values=None, attention_mask=None, token_type_ids=None,
-             position_ids=None, inputs_embeds=None, labels=None, use_cache=None, output_attentions=None,
-             output_hidden_states=None, return_dict=None, logits_to_keep: int = 0, training=False):
-        if isinstance(logits_to_keep, bool) or not isinstance(logits_to_keep, int) or logits_to_keep < 0:
-            raise ValueError(f"`logits_to_keep` should be an int >= 0 (0 keeps all positions). "
-                             f"Received: logits_to_keep={logits_to_keep!r}")
-        body = self.transformer(input_ids, past_key_values=past_key_values, attention_mask=attention_mask,
-                                token_type_ids=token_type_ids, position_ids=position_ids,
-                                inputs_embeds=inputs_embeds, use_cache=use_cache,
-                                output_attentions=output_attentions, output_hidden_states=output_hidden_states,
-                                training=training)
-        hidden = body.last_hidden_state
-        T = hidden.shape[-2]
-        if labels is not None and logits_to_keep > 0 and (T is None or logits_to_keep < T):
-            raise ValueError("`labels` need the logits of every position: pass logits_to_keep=0. "
-                             f"Received: logits_to_keep={logits_to_keep}")
-        logits = self.lm_head(hidden[..., -logits_to_keep:, :] if logits_to_keep else hidden)
-        out = CausalLMOutputWithPast(
-            loss=None if labels is None else lm_loss(logits, labels), logits=logits,
-            past_key_values=body.past_key_values, hidden_states=body.hidden_states, attentions=body.attentions)
-        return out if return_dict is not False else out.to_tuple()
-
-    def generate(self, *args, **kwargs):
-        """Greedy, sampling or beam search decoding; see gpt2_tf.generation.generate."""
-        from .generation import generate
-
-        return generate(self, *args, **kwargs)
-
-
-class SequenceSummary(keras.layers.Layer):
-    """One vector per sequence (per choice): the token summary_type picks, projected (summary_* config fields)."""
-
-    def __init__(self, config: GPT2Config, **kwargs):
-        super().__init__(**kwargs)
-        if config.summary_type == "attn":  # transformers has no implementation either
-            raise ValueError("summary_type='attn' is not implemented. Received: summary_type='attn'")
-        self.summary_type = config.summary_type
-        self.summary = lambda x: x
-        if config.summary_use_proj:
-            n_out = config.num_labels if config.summary_proj_to_labels and config.num_labels > 0 else config.n_embd
-            self.summary = Linear(config.n_embd, n_out, config.initializer_range, name="summary")
-        self.activation = tf.tanh if config.summary_activation == "tanh" else (lambda x: x)
-        self.first_dropout = keras.layers.Dropout(config.summary_first_dropout)
-        self.last_dropout = keras.layers.Dropout(config.extra.get("summary_last_dropout", 0.0))
-        self.built = True
-
-    def call(self, hidden, cls_index=None, training=False):  # hidden: (*lead, T, C)
-        if self.summary_type == "first":
-            x = hidden[..., 0, :]
-        elif self.summary_type == "mean":
-            x = tf.reduce_mean(hidden, axis=-2)
-        elif self.summary_type == "last" or cls_index is None:
-            x = hidden[..., -1, :]
-        else:  # cls_index: (*lead) positions of the classification token
-            x = tf.gather(hidden, cls_index, axis=-2, batch_dims=cls_index.shape.rank)  # (*lead, C)
-        x = self.summary(self.first_dropout(x, training=training))
-        return self.last_dropout(self.activation(x), training=training)
-
-
-class TFGPT2DoubleHeadsModel(TFGPT2PreTrainedModel):
-    """The LM head plus a multiple-choice head. Inputs are (batch, num_choices, seq)."""
-
-    def __init__(self, config: GPT2Config, **kwargs):
-        # transformers sets num_labels = 1 on the config (one score per choice); we do it on a copy.
-        config = dataclasses.replace(config, num_labels=1, id2label=None, label2id=None)
-        super().__init__(config, **kwargs)
-        self.transformer = TFGPT2Model(config, name="transformer")
-        tied = self.transformer.wte.weight if config.tie_word_embeddings else None
-        self.lm_head = Linear(config.n_embd, config.vocab_size, config.initializer_range, use_bias=False,
-                              weight=tied, name="lm_head")
-        self.multiple_choice_head = SequenceSummary(config, name="multiple_choice_head")
-        self.built = True
-
-    @unpack_inputs
-    def call(self, input_ids=None, past_key_values=None, attention_mask=None, token_type_ids=None,
-             position_ids=None, inputs_embeds=None, mc_token_ids=None, labels=None, mc_labels=None,
-             use_cache=None, output_attentions=None, output_hidden_states=None, return_dict=None, training=False):
-        body = self.transformer(input_ids, past_key_values=past_key_values, attention_mask=attention_mask,
-                                token_type_ids=token_type_ids, position_ids=position_ids,
-                                inputs_embeds=inputs_embeds, use_cache=use_cache,
-                                output_attentions=output_attentions, output_hidden_states=output_hidden_states,
-                                training=training)
-        hidden = body.last_hidden_state  # (B, choices, T, C)
-        logits = self.lm_head(hidden)
-        if mc_token_ids is not None:
-            mc_token_ids = tf.convert_to_tensor(mc_token_ids)
-        mc_logits = tf.squeeze(self.multiple_choice_head(hidden, mc_token_ids, training=training), -1)  # (B, choices)
-        mc_loss = None
-        if mc_labels is not None:
-            mc_loss = cross_entropy(mc_logits, mc_labels)
-        out = GPT2DoubleHeadsModelOutput(
-            loss=None if labels is None else lm_loss(logits, labels), mc_loss=mc_loss, logits=logits,
-            mc_logits=mc_logits, past_key_values=body.past_key_values, hidden_states=body.hidden_states,
-            attentions=body.attentions)
-        return out if return_dict is not False else out.to_tuple()
-
-
-class TFGPT2ForSequenceClassification(TFGPT2PreTrainedModel):
-    """Classifies each sequence by its last token that is not `pad_token_id` (left or right padding)."""
-
-    def __init__(self, config: GPT2Config, **kwargs):
-        super().__init__(config, **kwargs)
-        self.num_labels = config.num_labels
-        self.transformer = TFGPT2Model(config, name="transformer")
-        self.score = Linear(config.n_embd, config.num_labels, config.initializer_range, use_bias=False,
-                            name="score")
-        self.built = True
-
-    @unpack_inputs
-    def call(self, input_ids=None, past_key_values=None, attention_mask=None, token_type_ids=None,
-             position_ids=None, inputs_embeds=None, labels=None, use_cache=None, output_attentions=None,
-             output_hidden_states=None, return_dict=None, training=False):
-        body = self.transformer(input_ids, past_key_values=past_key_values, attention_mask=attention_mask,
-                                token_type_ids=token_type_ids, position_ids=position_ids,
-                                inputs_embeds=inputs_embeds, use_cache=use_cache,
-                                output_attentions=output_attentions, output_hidden_states=output_hidden_states,
-                                training=training)
-        hidden = body.last_hidden_state  # (B, T, C)
-        B, T = _dim(hidden, 0), _dim(hidden, 1)
-        pad_token_id = self.config.pad_token_id
-        if pad_token_id is None:
-            message = "A batch of more than one sequence needs `pad_token_id` in the config to find each sequence's" \
-                      " last token"
-            _check_at_most(B, 1, lambda: f"{message}. Received: batch size {B}, pad_token_id=None", message)
-        if pad_token_id is None or input_ids is None:  # inputs_embeds cannot show padding: take the last column
-            last = tf.fill((B,), T - 1)
-        else:
-            keep = tf.cast(tf.not_equal(input_ids, pad_token_id), tf.int32)
-            last = tf.argmax(tf.range(T) * keep, axis=-1, output_type=tf.int32)  # the rightmost token kept, else 0
-        logits = self.score(tf.gather(hidden, last, axis=1, batch_dims=1))  # (B, num_labels)
-        out = SequenceClassifierOutputWithPast(
-            loss=None if labels is None else self._loss(logits, tf.convert_to_tensor(labels)), logits=logits,
-            past_key_values=body.past_key_values, hidden_states=body.hidden_states, attentions=body.attentions)
-        return out if return_dict is not False else out.to_tuple()
-
-    def _loss(self, logits, labels):
-        problem_type = self.config.extra.get("problem_type")
-        if problem_type is None:  # what transformers infers (it also writes it into the config; we do not)
-            if self.num_labels == 1:
-                problem_type = "regression"
-            elif labels.dtype in (tf.int64, tf.int32):
-                problem_type = "single_label_classification"
-            else:
-                problem_type = "multi_label_classification"
-        if problem_type == "regression":
-            labels = tf.cast(labels, logits.dtype)
-            return tf.reduce_mean(tf.square(tf.squeeze(logits) - tf.squeeze(labels))) if self.num_labels == 1 else \
-                tf.reduce_mean(tf.square(logits - labels))
-        if problem_type == "single_label_classification":
-            return cross_entropy(tf.reshape(logits, (-1, self.num_labels)), tf.reshape(labels, (-1,)))
-        if problem_type == "multi_label_classification":
-            labels = tf.cast(labels, logits.dtype)
-            return tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(labels=labels, logits=logits))
-        raise ValueError("`problem_type` should be regression, single_label_classification or "
-                         f"multi_label_classification. Received: problem_type={problem_type!r}")
-
-
-class TFGPT2ForTokenClassification(TFGPT2PreTrainedModel):
-    def __init__(self, config: GPT2Config, **kwargs):
-        super().__init__(config, **kwargs)
-        self.num_labels = config.num_labels
-        self.transformer = TFGPT2Model(config, name="transformer")
-        # transformers reads classifier_dropout, then hidden_dropout, else 0.1; both live in config.extra here.
-        dropout = config.extra.get("classifier_dropout")
-        dropout = config.extra.get("hidden_dropout") if dropout is None else dropout
-        self.dropout = keras.layers.Dropout(0.1 if dropout is None else dropout)
-        self.classifier = Linear(config.n_embd, config.num_labels, config.initializer_range, name="classifier")
-        self.built = True
-
-    @unpack_inputs
-    def call(self, input_ids=None, past_key_values=None, attention_mask=None, token_type_ids=None,
-             position_ids=None, inputs_embeds=None, labels=None, use_cache=None, output_attentions=None,
-             output_hidden_states=None, return_dict=None, training=False):
-        body = self.transformer(input_ids, past_key_values=past_key_values, attention_mask=attention_mask,
-                                token_type_ids=token_type_ids, position_ids=position_ids,
-                                inputs_embeds=inputs_embeds, use_cache=use_cache,
-                                output_attentions=output_attentions, output_hidden_states=output_hidden_states,
-                                training=training)
-        logits = self.classifier(self.dropout(body.last_hidden_state, training=training))  # (B, T, num_labels)
-        loss = None
-        if labels is not None:
-            loss = cross_entropy(tf.reshape(logits, (-1, self.num_labels)), tf.reshape(labels, (-1,)))
-        out = TokenClassifierOutput(loss=loss, logits=logits, hidden_states=body.hidden_states,
-                                    attentions=body.attentions)
-        return out if return_dict is not False else out.to_tuple()
-
-
-class TFGPT2ForQuestionAnswering(TFGPT2PreTrainedModel):
-    def __init__(self, config: GPT2Config, **kwargs):
-        super().__init__(config, **kwargs)
-        self.num_labels = config.num_labels
-        self.transformer = TFGPT2Model(config, name="transformer")
-        self.qa_outputs = Linear(config.n_embd, 2, config.initializer_range, name="qa_outputs")
-        self.built = True
-
-    @unpack_inputs
-    def call(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
-             inputs_embeds=None, start_positions=None, end_positions=None, output_attentions=None,
-             output_hidden_states=None, return_dict=None, training=False):
-        body = self.transformer(input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
-                                position_ids=position_ids, inputs_embeds=inputs_embeds, use_cache=False,
-                                output_attentions=output_attentions, output_hidden_states=output_hidden_states,
-                                training=training)
-        start_logits, end_logits = tf.unstack(self.qa_outputs(body.last_hidden_state), axis=-1)  # (B, T) each
-        loss = None
-        if start_positions is not None and end_positions is not None:
-            # Positions outside the sequence are clamped to T, and T is ignored by the loss (as in transformers).
-            T = tf.shape(start_logits)[1]
-            start = tf.clip_by_value(tf.reshape(tf.cast(start_positions, tf.int32), (-1,)), 0, T)
-            end = tf.clip_by_value(tf.reshape(tf.cast(end_positions, tf.int32), (-1,)), 0, T)
-            loss = (cross_entropy(start_logits, start, ignore_index=T) +
-                    cross_entropy(end_logits, end, ignore_index=T)) / 2
-        out = QuestionAnsweringModelOutput(loss=loss, start_logits=start_logits, end_logits=end_logits,
-                                           hidden_states=body.hidden_states, attentions=body.attentions)
-        return out if return_dict is not False else out.to_tuple()
+        return getattr(heads, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

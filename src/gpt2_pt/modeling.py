@@ -26,6 +26,8 @@ from gpt2_core.outputs import (BaseModelOutputWithPast, CausalLMOutputWithPast, 
                                   QuestionAnsweringModelOutput, SequenceClassifierOutputWithPast,
                                   TokenClassifierOutput)
 
+from . import kernels
+
 _GELU_A = 2 * math.sqrt(2 / math.pi)  # 0.5 * (1 + tanh(z)) == sigmoid(2 z)
 _GELU_B = _GELU_A * 0.044715
 
@@ -143,10 +145,9 @@ class Conv1D(nn.Module):
         self.bias = nn.Parameter(torch.zeros(n_out))
 
     def forward(self, x):
-        # F.linear wants (out, in); .t() is a free view. The GEMM runs as fast as x @ W (bench_pt_forward.py), and
-        # for one row (decoding at batch 1) as fast as torch.mv, numpy's BLAS or either weight layout: ~27 GB/s on 2
-        # threads, the memory limit of two cores (PERFORMANCE.md).
-        return F.linear(x, self.weight.t(), self.bias)
+        # F.linear wants (out, in); .t() is a free view. kernels.linear is F.linear, except while decoding, where it
+        # runs the kernel measured fastest on this host for the step's row count (kernels.py).
+        return kernels.linear(x, self.weight.t(), self.bias)
 
 
 class Attention(nn.Module):
@@ -467,10 +468,10 @@ class VocabProjection(nn.Linear):
 
     def forward(self, x):
         rows = x.numel() // x.size(-1)
-        if 4 <= rows <= 16:
+        if 4 <= rows <= 16 and not kernels.chosen(rows):
             y = torch.mm(self.weight, x.reshape(rows, -1).t())  # (vocab, rows)
             return y.t().reshape(*x.shape[:-1], -1)  # (*lead, vocab), contiguous
-        return F.linear(x, self.weight)
+        return kernels.linear(x, self.weight)
 
 
 def lm_head(config: GPT2Config, wte: nn.Embedding) -> nn.Linear:

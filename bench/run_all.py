@@ -10,6 +10,8 @@ RUNS = {"bench_tf_generate.py": [["--threads", "1"], ["--threads", "2"]]}
 
 here = pathlib.Path(__file__).parent
 failed = []
+# llama.cpp's column (bench_pt_generate.py) needs its one-off build: say whether it is there and how to make it.
+subprocess.run([sys.executable, str(here / "llama_cpp.py"), "status"])
 for script in sorted(here.glob("bench_*.py")):
     for args in RUNS.get(script.name, [[]]):
         print(f"\n=== {' '.join([script.name, *args])} ===", flush=True)

@@ -6,7 +6,8 @@ import sys
 
 # Scripts run more than once, with these arguments: TF decoding at one thread (the setting) and at TF's
 # default on this machine, two threads, where XLA's kernels behave differently (see gpt2_tf.modeling.Conv1D).
-RUNS = {"bench_tf_generate.py": [["--threads", "1"], ["--threads", "2"]]}
+RUNS = {"bench_tf_generate.py": [["--threads", "1"], ["--threads", "2"]],
+        "bench_tf_products.py": [["--threads", "1"], ["--threads", "2"]]}
 
 here = pathlib.Path(__file__).parent
 failed = []

@@ -316,10 +316,33 @@ def decoding(model, rows: int):
     previous = _state.kernels
     _state.kernels = kernels
     try:
-        with _threads(plan):
+        with _shared_threads(plan):
             yield plan
     finally:
         _state.kernels = previous
+
+
+_arranged = {"users": 0, "exit": None}  # decodings under way in this process, and how to restore the pools
+_arranged_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def _shared_threads(plan: Plan):
+    """_threads(plan) for the first of overlapping decodings (threads of one process share both pools), restored
+    when the last one ends, so that overlapping decodings never leave the pools at a decoding's sizes."""
+    with _arranged_lock:
+        if _arranged["users"] == 0:
+            arrangement = _threads(plan)
+            arrangement.__enter__()
+            _arranged["exit"] = arrangement
+        _arranged["users"] += 1
+    try:
+        yield
+    finally:
+        with _arranged_lock:
+            _arranged["users"] -= 1
+            if _arranged["users"] == 0:
+                _arranged.pop("exit").__exit__(None, None, None)
 
 
 def _applies(model) -> bool:

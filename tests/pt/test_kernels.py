@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 
 import numpy as np
 import pytest
@@ -163,6 +164,32 @@ def test_blas_plan_runs_the_blas_kernel_and_restores_its_pool(ours, monkeypatch)
             ours(torch.tensor([[5]]))
     assert len(calls) == 2 * (4 * 2 + 1)  # 4 Conv1D per block, 2 blocks, the head; two forwards
     assert [info["num_threads"] for info in blas.info()] == before
+
+
+def test_overlapping_decodings_restore_the_pools_once_all_end(ours):
+    """Threads of a server decoding at once: the last to end restores the pools, whatever the order."""
+    force(ours, 1, kernels.Plan("torch", 1, 1))
+    previous = torch.get_num_threads()
+    torch.set_num_threads(2)
+    inside, release = threading.Barrier(2), threading.Event()
+
+    def decode():
+        with kernels.decoding(ours, 1):
+            inside.wait(timeout=60)
+            release.wait(timeout=60)
+
+    try:
+        first = threading.Thread(target=decode)
+        first.start()
+        with kernels.decoding(ours, 1):
+            inside.wait(timeout=60)
+            assert torch.get_num_threads() == 1
+            release.set()
+            first.join(timeout=60)
+            assert torch.get_num_threads() == 1  # the other decoding ended, this one still runs
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(previous)
 
 
 def test_autograd_and_other_dtypes_stay_on_f_linear(ours):

@@ -15,7 +15,8 @@ shape class (one row, a few rows, many rows), on the model's own weights:
 Outside `decoding(...)`, `linear` is F.linear. `decoding(model, rows)` (what generate enters) calibrates once per
 host, library versions, thread count, model shape and row class (a few passes over the weights, well under a
 second, cached in ~/.cache/gpt2/kernels.json or $GPT2_KERNEL_CACHE), arranges the thread pools for the winner and
-restores them on exit. Without numpy's BLAS or threadpoolctl (which sets BLAS's threads) it stays on "torch".
+restores them on exit. Without numpy's BLAS or threadpoolctl (which sets BLAS's threads) it stays on "torch", and
+GPT2_KERNELS=torch keeps it there on purpose.
 Every kernel gives F.linear's products up to fp32 summation order (tests/pt/test_kernels.py).
 
     >>> with kernels.decoding(model, rows=1):     # generate does this
@@ -114,14 +115,28 @@ _state = _State()
 @contextlib.contextmanager
 def _threads(plan: Plan):
     """torch's pool and BLAS's pool at the plan's sizes, restored afterwards."""
+    with _torch_threads(plan.torch_threads), _blas_threads(plan.blas_threads):
+        yield
+
+
+@contextlib.contextmanager
+def _torch_threads(n: int):
+    """torch's intra-op threads for this thread's work (with OpenMP the count is per calling thread)."""
     previous = torch.get_num_threads()
-    blas = _blas_controller()
-    limit = blas.limit(limits=plan.blas_threads, user_api="blas") if blas is not None else None
-    torch.set_num_threads(plan.torch_threads)
+    torch.set_num_threads(n)
     try:
         yield
     finally:
         torch.set_num_threads(previous)
+
+
+@contextlib.contextmanager
+def _blas_threads(n: int):
+    blas = _blas_controller()
+    limit = blas.limit(limits=n, user_api="blas") if blas is not None else None
+    try:
+        yield
+    finally:
         if limit is not None:
             limit.restore_original_limits()
 
@@ -302,9 +317,14 @@ def _write(path: pathlib.Path, table: dict) -> None:
 
 @contextlib.contextmanager
 def decoding(model, rows: int):
-    """Run the block's products through the kernel chosen for decoding `rows` rows at a time on this host, with
-    the thread pools arranged for it. fp32 models on CPU only; anything else runs unchanged (F.linear)."""
-    if not _applies(model):
+    """Run the model's products through the kernel chosen for decoding `rows` rows at a time on this host, with
+    the thread pools arranged for it; yields the Plan. fp32 models on CPU only; anything else, or GPT2_KERNELS=torch
+    in the environment (F.linear's exact numbers everywhere, e.g. to compare runs across hosts), runs unchanged
+    and yields None."""
+    choice = os.environ.get("GPT2_KERNELS", "auto")
+    if choice not in ("auto", "torch"):
+        raise ValueError(f"GPT2_KERNELS should be 'auto' or 'torch'. Received: GPT2_KERNELS={choice!r}")
+    if choice == "torch" or not _applies(model):
         yield None
         return
     plan = plan_for(model, rows)
@@ -322,27 +342,29 @@ def decoding(model, rows: int):
         _state.kernels = previous
 
 
-_arranged = {"users": 0, "exit": None}  # decodings under way in this process, and how to restore the pools
-_arranged_lock = threading.Lock()
+_blas_users = {"count": 0, "exit": None}  # decodings under way in this process, and how to restore BLAS's pool
+_blas_lock = threading.Lock()
 
 
 @contextlib.contextmanager
 def _shared_threads(plan: Plan):
-    """_threads(plan) for the first of overlapping decodings (threads of one process share both pools), restored
-    when the last one ends, so that overlapping decodings never leave the pools at a decoding's sizes."""
-    with _arranged_lock:
-        if _arranged["users"] == 0:
-            arrangement = _threads(plan)
+    """_threads(plan) for a decoding that may overlap others (a server's threads). torch's count is per thread,
+    so each sets and restores its own; BLAS's pool is the process's: the first decoding sizes it, the last one
+    to end restores it, so overlapping decodings never leave it at a decoding's size."""
+    with _blas_lock:
+        if _blas_users["count"] == 0:
+            arrangement = _blas_threads(plan.blas_threads)
             arrangement.__enter__()
-            _arranged["exit"] = arrangement
-        _arranged["users"] += 1
+            _blas_users["exit"] = arrangement
+        _blas_users["count"] += 1
     try:
-        yield
+        with _torch_threads(plan.torch_threads):
+            yield
     finally:
-        with _arranged_lock:
-            _arranged["users"] -= 1
-            if _arranged["users"] == 0:
-                _arranged.pop("exit").__exit__(None, None, None)
+        with _blas_lock:
+            _blas_users["count"] -= 1
+            if _blas_users["count"] == 0:
+                _blas_users.pop("exit").__exit__(None, None, None)
 
 
 def _applies(model) -> bool:

@@ -167,8 +167,15 @@ def test_blas_plan_runs_the_blas_kernel_and_restores_its_pool(ours, monkeypatch)
 
 
 def test_overlapping_decodings_restore_the_pools_once_all_end(ours):
-    """Threads of a server decoding at once: the last to end restores the pools, whatever the order."""
-    force(ours, 1, kernels.Plan("torch", 1, 1))
+    """Threads of a server decoding at once: each sets its own torch threads; BLAS's pool (one per process) keeps
+    the first decoding's size until the last one ends, whatever the order, then is restored."""
+    force(ours, 1, kernels.Plan("blas", 1, 1))
+    blas = kernels._blas_controller()
+
+    def blas_threads():
+        return None if blas is None else [info["num_threads"] for info in blas.info()]
+
+    original = blas_threads()
     previous = torch.get_num_threads()
     torch.set_num_threads(2)
     inside, release = threading.Barrier(2), threading.Event()
@@ -187,7 +194,8 @@ def test_overlapping_decodings_restore_the_pools_once_all_end(ours):
             release.set()
             first.join(timeout=60)
             assert torch.get_num_threads() == 1  # the other decoding ended, this one still runs
-        assert torch.get_num_threads() == 2
+            assert blas is None or blas_threads() == [1] * len(original)
+        assert torch.get_num_threads() == 2 and blas_threads() == original
     finally:
         torch.set_num_threads(previous)
 
@@ -203,6 +211,16 @@ def test_autograd_and_other_dtypes_stay_on_f_linear(ours):
         with torch.inference_mode():
             half = kernels.linear(x.detach().double(), layer.weight.detach().double().t(), None)
         assert half.dtype == torch.float64
+
+
+def test_environment_switch_keeps_f_linear(ours, monkeypatch, kernel_cache):
+    monkeypatch.setenv("GPT2_KERNELS", "torch")
+    with kernels.decoding(ours, 1) as plan:
+        assert plan is None and not kernels.chosen(1)
+    assert not kernel_cache.exists()  # nothing calibrated
+    monkeypatch.setenv("GPT2_KERNELS", "fastest")
+    with pytest.raises(ValueError, match="GPT2_KERNELS should be 'auto' or 'torch'. Received: GPT2_KERNELS='fastest'"):
+        ours.generate(torch.tensor([[5, 6]]), max_new_tokens=2, pad_token_id=PAD)
 
 
 def test_other_models_and_int8_are_left_alone(ours, reference, kernel_cache):

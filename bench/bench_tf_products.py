@@ -76,7 +76,8 @@ def main():
     print(f"TF {tf.__version__}, {args.threads} thread(s): the 49 one-row products of a gpt2-small step, alone")
     for name, t in times.items():
         seconds = statistics.median(t)
-        print(f"  {name:38s} {seconds * 1e3:7.1f} ms  {size / seconds / 1e9:5.1f} GB/s  = {1 / seconds:6.1f} tok/s at most")
+        print(f"  {name:38s} {seconds * 1e3:7.1f} ms  {size / seconds / 1e9:5.1f} GB/s  "
+              f"= {1 / seconds:6.1f} tok/s at most")
 
 
 if __name__ == "__main__":

@@ -13,9 +13,10 @@ shape class (one row, a few rows, many rows), on the model's own weights:
               cores spin against each other and decoding falls ~4x (PERFORMANCE.md).
 
 Outside `decoding(...)`, `linear` is F.linear. `decoding(model, rows)` (what generate enters) calibrates once per
-host, library versions, thread count, model shape and row class (a few passes over the weights, well under a
-second, cached in ~/.cache/gpt2/kernels.json or $GPT2_KERNEL_CACHE), arranges the thread pools for the winner and
-restores them on exit. Without numpy's BLAS or threadpoolctl (which sets BLAS's threads) it stays on "torch", and
+host, library versions, thread count, model shape and row class (a few passes over the weights, interleaved; well
+under a second on an idle machine, at most one round past a 1 s budget under load; cached in
+~/.cache/gpt2/kernels.json or $GPT2_KERNEL_CACHE, delete it to calibrate again), arranges the thread pools for the
+winner and restores them on exit. Without numpy's BLAS or threadpoolctl (which sets BLAS's threads) it stays on "torch", and
 GPT2_KERNELS=torch keeps it there on purpose.
 Every kernel gives F.linear's products up to fp32 summation order (tests/pt/test_kernels.py).
 
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import hashlib
 import json
 import logging
@@ -244,6 +246,7 @@ def host_key() -> str:
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
 
 
+@functools.lru_cache(maxsize=None)
 def _cpu_info_field(name: str) -> str:
     try:
         with open("/proc/cpuinfo") as f:

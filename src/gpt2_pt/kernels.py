@@ -45,9 +45,6 @@ import torch.nn.functional as F
 
 logger = logging.getLogger(__name__)
 
-KERNELS = ("torch", "blas")
-
-
 @dataclasses.dataclass(frozen=True)
 class Plan:
     """A kernel and the thread counts of torch's pool and BLAS's pool it runs with."""

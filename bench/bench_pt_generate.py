@@ -1,21 +1,30 @@
-"""PyTorch generate vs transformers' generate: gpt2-small shape, random weights, fp32, 2 threads.
+"""PyTorch generate vs transformers' generate vs llama.cpp: gpt2-small shape, random weights, fp32, 2 threads.
 
-Both run the same weights on the same prompts, greedy, measured alternately in one process (ours, transformers,
-ours int8, per round). Prints tokens/s of each from the median wall time, the ratio, the median of the per-round
-ratios (pairs run next to each other, so a load spike hits both) and the ratio of CPU times (process_time: what
-the work cost, less sensitive to other processes than wall time). Then the batch-1 read ceiling (the weight
-products alone, no model around them) and int8's effect on the logits.
+All run the same weights on the same prompts, greedy, measured alternately in one run (ours, transformers, ours
+int8, then llama.cpp f32 and q8_0 on the same checkpoint converted to GGUF, per round). Prints the CPU model and
+flags, the product kernels calibrated for this host (gpt2_pt.kernels, calibrated afresh for the run), tokens/s of
+each from the median wall time, the ratio, the median of the per-round ratios (pairs run next to each other, so a
+load spike hits both) and the ratio of CPU times (process_time: what the work cost, less sensitive to other
+processes than wall time); then the ratios to llama.cpp the targets are set in, our peak RSS decoding alone, the
+batch-1 read ceiling (the weight products alone, no model around them) and int8's effect on the logits.
+llama.cpp's column needs its build (bench/llama_cpp.py build); without it the script says so and goes on.
 
-    python bench/bench_pt_generate.py [--rounds 5] [--new-tokens 64] [--threads 2] [--batches 1,8]
+    python bench/bench_pt_generate.py [--rounds 5] [--new-tokens 64] [--threads 2] [--batches 1,8] [--no-llama]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import pathlib
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 
+import llama_cpp  # bench/
 import numpy as np
 import torch
 from pt_products import weight_products  # bench/
@@ -28,21 +37,33 @@ def main():
     parser.add_argument("--new-tokens", type=int, default=64)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--batches", default="1,8")
+    parser.add_argument("--no-llama", action="store_true", help="skip llama.cpp's column")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    batches = [int(b) for b in args.batches.split(",")]
 
     import transformers
 
+    from gpt2_pt import kernels
     from gpt2_pt.modeling import GPT2LMHeadModel
 
     transformers.logging.set_verbosity_error()
     torch.manual_seed(0)
     reference = transformers.GPT2LMHeadModel(transformers.GPT2Config()).eval()
-    with tempfile.TemporaryDirectory() as directory:
-        reference.save_pretrained(directory)
-        ours = GPT2LMHeadModel.from_pretrained(directory).eval()
+    checkpoint = tempfile.TemporaryDirectory()
+    reference.save_pretrained(checkpoint.name)
+    ours = GPT2LMHeadModel.from_pretrained(checkpoint.name).eval()
+    print(f"CPU: {kernels.cpu_description()}")
     print(f"gpt2-small random weights, fp32, {torch.get_num_threads()} threads, prompt {args.prompt_tokens} "
           f"+ {args.new_tokens} new tokens, greedy; transformers {transformers.__version__}, torch {torch.__version__}")
+    os.environ["GPT2_KERNEL_CACHE"] = os.path.join(checkpoint.name, "kernels.json")  # calibrated for this run
+    for batch in batches:
+        start = time.perf_counter()
+        plan = kernels.plan_for(ours, batch)
+        timings = json.loads(kernels.cache_path().read_text())[kernels.cache_key(ours, batch)]["ms"]
+        print(f"kernels for {batch} row(s): {plan.name}, calibrated in {time.perf_counter() - start:.2f} s "
+              f"(ms per pass: {', '.join(f'{k} {v:.1f}' for k, v in timings.items())})")
+    llama = _llama_models(checkpoint.name, args)
 
     common = dict(max_new_tokens=args.new_tokens, min_new_tokens=args.new_tokens, do_sample=False, pad_token_id=0)
 
@@ -54,19 +75,22 @@ def main():
         return ours.generate(ids, quantize=quantize, **common)
 
     reference_rate = {}
-    for batch in [int(b) for b in args.batches.split(",")]:
+    for batch in batches:
         ids = torch.randint(0, 50257, (batch, args.prompt_tokens), generator=torch.Generator().manual_seed(batch))
         same = torch.equal(our_run(ids), ref_run(ids))  # also the warm-up
         our_run(ids, "int8")  # builds the int8 weights once (cached on the model)
         runs = {"ours": lambda: our_run(ids), "transformers": lambda: ref_run(ids),
                 "ours int8": lambda: our_run(ids, "int8")}
         wall, cpu = {k: [] for k in runs}, {k: [] for k in runs}
+        llama_rate = {name: [] for name in llama}
         for _ in range(args.rounds):
             for name, fn in runs.items():
                 start, start_cpu = time.perf_counter(), time.process_time()
                 fn()
                 wall[name].append(time.perf_counter() - start)
                 cpu[name].append(time.process_time() - start_cpu)
+            for name, model in llama.items():  # its own timing of the decode (model loading excluded)
+                llama_rate[name].append(_llama_rate(model, batch, args))
         rate = {k: batch * args.new_tokens / statistics.median(v) for k, v in wall.items()}
         reference_rate[batch] = rate["transformers"]
         for name in ("ours", "ours int8"):
@@ -75,9 +99,65 @@ def main():
             print(f"batch {batch}: {name:9s} {rate[name]:7.1f} tok/s | transformers fp32 {rate['transformers']:7.1f} "
                   f"tok/s | ratio {rate[name] / rate['transformers']:.2f}x (paired rounds {paired:.2f}x, "
                   f"cpu time {cpu_ratio:.2f}x)" + (f" | same tokens: {same}" if name == "ours" else ""))
+        for (name, theirs), target in zip(llama_rate.items(), _TARGETS[batch > 1]):
+            mine = rate["ours" if name == "f32" else "ours int8"]
+            paired = statistics.median(batch * args.new_tokens / o / t
+                                       for o, t in zip(wall["ours" if name == "f32" else "ours int8"], theirs))
+            print(f"batch {batch}: llama.cpp {name:4s} {statistics.median(theirs):7.1f} tok/s"
+                  f"{' (' + str(batch) + ' parallel sequences)' if batch > 1 else ''} | ours "
+                  f"{'fp32' if name == 'f32' else 'int8'} / llama.cpp {mine / statistics.median(theirs):.2f}x "
+                  f"(paired rounds {paired:.2f}x; target {target})")
 
+    _peak_rss(checkpoint.name, batches, args)
     _read_ceiling(ours, reference_rate.get(1))
     _int8_logits(ours, args.prompt_tokens)
+    checkpoint.cleanup()
+
+
+# The issue's targets against llama.cpp: (f32, q8_0) at batch 1, then at batch 8.
+_TARGETS = ((">= 0.9x", ">= 0.8x"), (">= 1.0x", "> 1.0x"))
+
+
+def _llama_models(checkpoint, args) -> dict:
+    """{"f32": gguf, "q8_0": gguf} of the benchmark checkpoint, or {} (said why) without llama.cpp's build."""
+    if args.no_llama:
+        return {}
+    if not llama_cpp.built():
+        print(f"llama.cpp: not built, no llama.cpp column; {llama_cpp.BUILD_HINT}")
+        return {}
+    print(f"llama.cpp: {llama_cpp.version()} (vendor/llama.cpp of the sdist), converting the checkpoint")
+    return {outtype: llama_cpp.convert(checkpoint, outtype) for outtype in ("f32", "q8_0")}
+
+
+def _llama_rate(model, batch, args) -> float:
+    if batch == 1:
+        return llama_cpp.decode_rate(model, threads=args.threads, new_tokens=args.new_tokens)
+    return llama_cpp.batched_rate(model, threads=args.threads, prompt_tokens=args.prompt_tokens,
+                                  new_tokens=args.new_tokens, streams=batch)
+
+
+def _peak_rss(checkpoint, batches, args):
+    """Our peak resident memory decoding alone (a fresh process: load, then fp32 generate at each batch), beside
+    the checkpoint's size: what a second copy of the weights would add shows here."""
+    code = (
+        "import resource, sys, torch\n"
+        "from gpt2_pt import GPT2LMHeadModel\n"
+        f"torch.set_num_threads({args.threads})\n"
+        "model = GPT2LMHeadModel.from_pretrained(sys.argv[1]).eval()\n"
+        "loaded = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        f"for batch in {batches}:\n"
+        f"    model.generate(torch.full((batch, {args.prompt_tokens}), 464), max_new_tokens=8,"
+        " min_new_tokens=8, pad_token_id=0)\n"
+        "print(loaded, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n")
+    run = subprocess.run([sys.executable, "-c", code, checkpoint], capture_output=True, text=True,
+                         env=dict(os.environ))
+    if run.returncode:
+        print(f"peak RSS: the child failed: {run.stderr[-500:]}")
+        return
+    loaded, peak = (int(v) / 1024 for v in run.stdout.split())
+    size = pathlib.Path(checkpoint, "model.safetensors").stat().st_size / 2 ** 20
+    print(f"peak RSS (ours alone, fp32 decoding at batch {args.batches}): {peak:.0f} MiB after load {loaded:.0f} MiB; "
+          f"checkpoint {size:.0f} MiB")
 
 
 def _read_ceiling(ours, reference_rate):

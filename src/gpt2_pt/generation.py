@@ -2,10 +2,11 @@
 
 One runner, `_ModelRunner`: the model's own forward over a KVCache preallocated for the whole generation (keys and
 values written in place), with `logits_to_keep=1` so the LM head only sees the last position. Per generated
-token that is one pass over the weights (the GEMVs are the whole cost; see Conv1D.forward for the kernel).
-`quantize="int8"` runs the same forward on a copy of the model whose linear layers hold int8 weights. Batched
-decoding steps (2 rows or more: a batch, or beams) on CPU run on a copy whose linear weights are prepacked for
-oneDNN (`pack_weights`, see PackedLinear): it costs the model's weight memory once more, kept with the model.
+token that is one pass over the weights (the products are the whole cost): fp32 runs them through the kernel
+gpt2_pt.kernels measured fastest on this host for the step's row count, with the thread pools arranged for it.
+`quantize="int8"` runs the same forward on a copy of the model whose linear layers hold int8 weights. Opt-in,
+batched decoding steps (2 rows or more: a batch, or beams) on CPU run on a copy whose linear weights are prepacked
+for oneDNN (`pack_weights=True`, see PackedLinear): it costs the model's weight memory once more.
 
     >>> ids = model.generate(torch.tensor([[464, 3290]]), max_new_tokens=8)              # greedy
     >>> ids = model.generate(prompt, do_sample=True, top_p=0.9, generator=torch.Generator().manual_seed(0))
@@ -16,6 +17,7 @@ from __future__ import annotations
 import copy
 import warnings
 import weakref
+from contextlib import nullcontext
 
 import numpy as np
 import torch
@@ -24,7 +26,7 @@ from torch import nn
 
 from gpt2_core.generation import GenerationConfig, config_for, decode, positions_from_mask, prepare
 
-from . import torch_internals
+from . import kernels, torch_internals
 from .modeling import Conv1D, GPT2PreTrainedModel, KVCache
 
 QUANTIZE_MODES = (None, "int8")
@@ -32,7 +34,7 @@ QUANTIZE_MODES = (None, "int8")
 
 def generate(model, input_ids, attention_mask=None, generation_config: GenerationConfig | None = None,
              streamer=None, *, generator: torch.Generator | None = None, quantize: str | None = None,
-             pack_weights: bool = True, tokenizer=None, **kwargs) -> torch.LongTensor:
+             pack_weights: bool = False, tokenizer=None, **kwargs) -> torch.LongTensor:
     """Prompt followed by new tokens, shape (batch * num_return_sequences, length); see GenerationConfig.
 
     `kwargs` override fields of `generation_config` (else `model.generation_config`, else the model config's
@@ -40,11 +42,13 @@ def generate(model, input_ids, attention_mask=None, generation_config: Generatio
     `tokenizer` reads the generated text for `stop_strings` (as in transformers).
     `quantize="int8"` decodes with int8 weights in the linear layers and the LM head: several times faster,
     logits move slightly (bench/bench_pt_generate.py measures how much).
-    `pack_weights` (CPU, fp32, 2 rows or more): decode on prepacked copies of the linear weights, ~1.25x faster
-    per step at batch 8 and exact to fp32 rounding. The first such call packs (~0.4 s for gpt2-small, so a short
-    one-off generation does not win it back); the copy (the model's weight size) stays cached for the next calls
-    until the parameters or the row count change. `pack_weights=False` decodes on the model's own weights and
-    frees that copy.
+    fp32 decoding runs its products through the kernel measured fastest on this host for the step's row count
+    (gpt2_pt.kernels: calibrated once per host and model shape, cached), on the model's own weights.
+    `pack_weights=True` (CPU, fp32, 2 rows or more) instead decodes on prepacked oneDNN copies of the linear
+    weights (exact to fp32 rounding), which costs the model's weight memory once more: opt-in since the calibrated
+    kernels match or beat it without a copy on the hosts measured (bench/bench_pt_generate.py). The first such call
+    packs (~0.4 s for gpt2-small); the copy stays cached for the next calls until the parameters or the row count
+    change. `pack_weights=False` frees that copy.
     """
     config = config_for(model, generation_config).copy(**kwargs)  # unknown kwargs raise here
     if quantize not in QUANTIZE_MODES:
@@ -67,7 +71,8 @@ def generate(model, input_ids, attention_mask=None, generation_config: Generatio
     elif rows > 1:
         step_model = packed_copy(model, rows)
     runner = _ModelRunner(model, rows, max_length, generator=generator, step_model=step_model)
-    with torch.inference_mode():
+    arranged = kernels.decoding(model, rows) if quantize is None and step_model is None else nullcontext()
+    with torch.inference_mode(), arranged:
         out = decode(runner, config, ids_np, mask_np, max_length=max_length, min_length=min_length,
                      streamer=None if streamer is None else _TorchStreamer(streamer), tokenizer=tokenizer)
     return torch.from_numpy(out).to(device)

@@ -23,6 +23,8 @@ from torch import nn
 from gpt2_core.config import GPT2Config
 from gpt2_core.outputs import BaseModelOutputWithPast
 
+from . import kernels
+
 _GELU_A = 2 * math.sqrt(2 / math.pi)  # 0.5 * (1 + tanh(z)) == sigmoid(2 z)
 _GELU_B = _GELU_A * 0.044715
 
@@ -140,10 +142,9 @@ class Conv1D(nn.Module):
         self.bias = nn.Parameter(torch.zeros(n_out))
 
     def forward(self, x):
-        # F.linear wants (out, in); .t() is a free view. The GEMM runs as fast as x @ W (bench_pt_forward.py), and
-        # for one row (decoding at batch 1) as fast as torch.mv, numpy's BLAS or either weight layout: ~27 GB/s on 2
-        # threads, the memory limit of two cores (PERFORMANCE.md).
-        return F.linear(x, self.weight.t(), self.bias)
+        # F.linear wants (out, in); .t() is a free view. kernels.linear is F.linear, except while decoding, where it
+        # runs the kernel measured fastest on this host for the step's row count (kernels.py).
+        return kernels.linear(x, self.weight.t(), self.bias)
 
 
 class Attention(nn.Module):

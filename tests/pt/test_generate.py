@@ -456,7 +456,7 @@ def test_packed_steps_match_plain_steps(ours):
         torch.manual_seed(0)
         x = pt_generation.generate(ours, ids, max_new_tokens=6, pad_token_id=PAD, **args)
         torch.manual_seed(0)
-        y = pt_generation.generate(ours, ids, max_new_tokens=6, pad_token_id=PAD, pack_weights=False, **args)
+        y = pt_generation.generate(ours, ids, max_new_tokens=6, pad_token_id=PAD, pack_weights=True, **args)
         assert torch.equal(x, y), args
 
 
@@ -475,7 +475,7 @@ def test_packed_copy_follows_the_weights(ours):
 
 
 def test_models_with_cached_copies_still_copy_and_pickle(ours):
-    pt_generation.generate(ours, prompts(2), max_new_tokens=2, pad_token_id=PAD)  # packs, where torch can
+    pt_generation.generate(ours, prompts(2), max_new_tokens=2, pad_token_id=PAD, pack_weights=True)  # packs
     pt_generation.generate(ours, prompts(1), max_new_tokens=2, pad_token_id=PAD, quantize="int8")
     clone = copy.deepcopy(ours)
     buffer = io.BytesIO()

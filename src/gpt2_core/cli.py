@@ -9,11 +9,10 @@ run_generation.py). The backend is imported only here and only at run time.
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
 
-from .cli_common import OneLineParser, load_tokenizer, non_negative_int, positive_int
+from .cli_common import CLIError, OneLineParser, load_tokenizer, non_negative_int, positive_int, run_main
 
 BACKENDS = ("pt", "tf")
 DTYPES = ("float32", "float16", "bfloat16")
@@ -42,22 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-class CLIError(Exception):
-    """A user-facing problem: printed as one line, exit status 1."""
-
-
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
-    try:
-        return _run(args)
-    except (CLIError, ValueError, OSError, ImportError) as e:
-        message = str(e).splitlines()[0] if str(e) else type(e).__name__
-        print(f"gpt2-generate: error: {message}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("", file=sys.stderr)
-        return 130
+    return run_main("gpt2-generate", _run, build_parser().parse_args(argv))
 
 
 def _run(args) -> int:

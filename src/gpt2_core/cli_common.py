@@ -28,13 +28,17 @@ def non_negative_int(text):
     return value
 
 
-def run_main(prog: str, run, args) -> int:
-    """`run(args)`'s exit status; a user-facing error (ValueError, OSError, ImportError) becomes one line on
-    stderr and status 1, Ctrl-C status 130."""
-    logging.basicConfig(level=logging.WARNING, format=f"{prog}: %(levelname)s: %(message)s")
+class CLIError(Exception):
+    """A user-facing problem: printed as one line, exit status 1."""
+
+
+def run_main(prog: str, run, args, *, level=logging.WARNING) -> int:
+    """`run(args)`'s exit status; a user-facing error (CLIError, ValueError, OSError, ImportError) becomes one
+    line on stderr and status 1, Ctrl-C status 130."""
+    logging.basicConfig(level=level, format=f"{prog}: %(levelname)s: %(message)s")
     try:
         return run(args)
-    except (ValueError, OSError, ImportError) as e:
+    except (CLIError, ValueError, OSError, ImportError) as e:
         message = str(e).splitlines()[0] if str(e) else type(e).__name__
         print(f"{prog}: error: {message}", file=sys.stderr)
         return 1

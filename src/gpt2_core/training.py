@@ -382,3 +382,71 @@ class Throughput:
             return 0.0
         (t0, n0), (t1, n1) = self._marks[0], self._marks[-1]
         return (n1 - n0) / max(t1 - t0, 1e-9)
+
+
+# -------------------------------------------------------------------------------------------------- loop
+def run_steps(cfg: TrainConfig, world, data, state: dict[str, Any] | None, *, progress: bool,
+              train_one: Callable[[int, float], float], evaluate: Callable[[], float],
+              save: Callable[[dict[str, Any]], None], backend_files: dict[str, str]) -> dict[str, Any]:
+    """The training loop both backends run, from the first (or resumed) step to the end or a stop signal.
+
+    A backend gives three functions: `train_one(step, lr)` runs one optimizer step (its micro-batches, the
+    gradient average across `world`, clipping, the update) and returns the mean loss; `evaluate()` returns the
+    validation loss (called on the main rank only); `save(state)` writes the checkpoint with the training state
+    (main rank only). Everything else — the schedule, logging, the progress bar, when to evaluate and save, and
+    stopping on Ctrl-C/SIGTERM on every rank at once — lives here, once.
+    `world` has .main, .size, .barrier() and .any(flag). Returns step, tokens, train_loss, val_loss,
+    elapsed_seconds, stopped_by."""
+    from tqdm.auto import tqdm
+
+    start = state["step"] if state else 0
+    tokens = state["tokens"] if state else 0
+    elapsed0 = state["elapsed_seconds"] if state else 0.0
+    tokens_per_step = cfg.batch_size * cfg.block_size * cfg.grad_accum * world.size
+    log = TrainLog(cfg.out_dir, resume_step=start if state else None, enabled=world.main)
+    meter = Throughput()
+    bar = tqdm(total=cfg.steps, initial=start, desc="train", unit="step", disable=not (progress and world.main),
+               dynamic_ncols=True)
+    t0 = time.perf_counter()
+    summary = {"step": start, "tokens": tokens, "train_loss": None, "val_loss": state.get("val_loss") if state
+               else None, "stopped_by": None}
+
+    def checkpoint(step):
+        if world.main:
+            save(make_state(cfg, step=step, tokens=tokens, world_size=world.size,
+                            elapsed=elapsed0 + time.perf_counter() - t0, val_loss=summary["val_loss"],
+                            backend_files=backend_files))
+        world.barrier()
+
+    step = start
+    meter.update(tokens)
+    with StopSignal() as stop:
+        while step < cfg.steps:
+            lr = learning_rate(cfg, step)
+            loss = train_one(step, lr)
+            step += 1
+            tokens += tokens_per_step
+            rate = meter.update(tokens)
+            summary.update(step=step, tokens=tokens, train_loss=loss)
+            if step % cfg.log_every == 0 or step == cfg.steps:
+                log.write(step=step, train_loss=round(loss, 6), lr=lr, tokens=tokens, tokens_per_s=round(rate, 1),
+                          elapsed_s=round(elapsed0 + time.perf_counter() - t0, 3))
+            bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}", tok_s=f"{rate:,.0f}", refresh=False)
+            bar.update(1)
+            if data.val is not None and ((cfg.eval_every and step % cfg.eval_every == 0) or step == cfg.steps):
+                if world.main:
+                    summary["val_loss"] = evaluate()
+                    log.write(step=step, val_loss=round(summary["val_loss"], 6))
+                world.barrier()
+            if world.any(stop.requested is not None):
+                summary["stopped_by"] = stop.requested or "another rank"
+                break
+            if cfg.save_every and step % cfg.save_every == 0 and step < cfg.steps:
+                checkpoint(step)
+        bar.close()
+        checkpoint(step)
+    log.close()
+    if world.main:
+        plot_loss_curve(log.path, os.path.join(cfg.out_dir, CURVE_NAME))
+    summary["elapsed_seconds"] = elapsed0 + time.perf_counter() - t0
+    return summary

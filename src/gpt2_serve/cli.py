@@ -21,8 +21,7 @@ import uvicorn
 
 from gpt2_core import bundled
 # one-line flag errors and flag checks, as gpt2-generate has them
-from gpt2_core.cli import CLIError
-from gpt2_core.cli_common import OneLineParser, non_negative_int, positive_int
+from gpt2_core.cli_common import CLIError, OneLineParser, non_negative_int, positive_int, run_main
 
 from . import store
 
@@ -58,13 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     level = 5 if args.log_level == "trace" else args.log_level.upper()  # uvicorn's TRACE level
-    logging.basicConfig(level=level, format="%(levelname)s: %(message)s")
-    try:
-        return _run(args)
-    except (CLIError, ValueError, OSError, ImportError) as e:
-        message = str(e).splitlines()[0] if str(e) else type(e).__name__
-        print(f"gpt2-serve: error: {message}", file=sys.stderr)
-        return 1
+    return run_main("gpt2-serve", _run, args, level=level)
 
 
 def _model_path(args) -> str:

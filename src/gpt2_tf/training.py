@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import time
 from dataclasses import dataclass
 
 import keras
@@ -28,7 +27,7 @@ from gpt2_core import training as core
 from gpt2_core.hardware import has_bfloat16
 
 from .loading import state_variables
-from .modeling import TFGPT2LMHeadModel, cross_entropy
+from .heads import TFGPT2LMHeadModel, cross_entropy
 
 logger = logging.getLogger(__name__)
 
@@ -302,58 +301,13 @@ def _train(cfg, load_data, world: World, *, resume: bool, progress: bool) -> dic
     compiled = make_train_step(model, optimizer, cfg, world)
     summed_loss = make_evaluate(model)
 
-    start = state["step"] if state else 0
-    tokens = state["tokens"] if state else 0
-    elapsed0 = state["elapsed_seconds"] if state else 0.0
-    tokens_per_step = cfg.batch_size * cfg.block_size * cfg.grad_accum * world.size
-    log = core.TrainLog(cfg.out_dir, resume_step=start if state else None, enabled=world.main)
-    meter = core.Throughput()
-    from tqdm.auto import tqdm
+    def train_one(step, lr):
+        optimizer.lr.assign(lr)
+        seed_dropout(model, core.step_seed(cfg, step, world.rank))  # dropout: a function of the step
+        return train_step(compiled, data.train, cfg, step, world)
 
-    bar = tqdm(total=cfg.steps, initial=start, desc="train", unit="step", disable=not (progress and world.main),
-               dynamic_ncols=True)
-    t0 = time.perf_counter()
-    summary = {"step": start, "tokens": tokens, "train_loss": None, "val_loss": state.get("val_loss") if state
-               else None, "stopped_by": None}
-
-    def checkpoint(step):
-        if world.main:
-            save_checkpoint(model, optimizer, data.tokenizer, cfg, core.make_state(
-                cfg, step=step, tokens=tokens, world_size=world.size, elapsed=elapsed0 + time.perf_counter() - t0,
-                val_loss=summary["val_loss"], backend_files={"optimizer": OPTIMIZER_NAME}))
-        world.barrier()
-
-    step = start
-    meter.update(tokens)
-    with core.StopSignal() as stop:
-        while step < cfg.steps:
-            lr = core.learning_rate(cfg, step)
-            optimizer.lr.assign(lr)
-            seed_dropout(model, core.step_seed(cfg, step, world.rank))  # dropout: a function of the step
-            loss = train_step(compiled, data.train, cfg, step, world)
-            step += 1
-            tokens += tokens_per_step
-            rate = meter.update(tokens)
-            summary.update(step=step, tokens=tokens, train_loss=loss)
-            if step % cfg.log_every == 0 or step == cfg.steps:
-                log.write(step=step, train_loss=round(loss, 6), lr=lr, tokens=tokens, tokens_per_s=round(rate, 1),
-                          elapsed_s=round(elapsed0 + time.perf_counter() - t0, 3))
-            bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}", tok_s=f"{rate:,.0f}", refresh=False)
-            bar.update(1)
-            if data.val is not None and ((cfg.eval_every and step % cfg.eval_every == 0) or step == cfg.steps):
-                if world.main:
-                    summary["val_loss"] = evaluate(summed_loss, data.val, cfg)
-                    log.write(step=step, val_loss=round(summary["val_loss"], 6))
-                world.barrier()
-            if world.any(stop.requested is not None):
-                summary["stopped_by"] = stop.requested or "another rank"
-                break
-            if cfg.save_every and step % cfg.save_every == 0 and step < cfg.steps:
-                checkpoint(step)
-        bar.close()
-        checkpoint(step)
-    log.close()
-    if world.main:
-        core.plot_loss_curve(log.path, os.path.join(cfg.out_dir, core.CURVE_NAME))
-    summary["elapsed_seconds"] = elapsed0 + time.perf_counter() - t0
-    return summary
+    return core.run_steps(
+        cfg, world, data, state, progress=progress, train_one=train_one,
+        evaluate=lambda: evaluate(summed_loss, data.val, cfg),
+        save=lambda st: save_checkpoint(model, optimizer, data.tokenizer, cfg, st),
+        backend_files={"optimizer": OPTIMIZER_NAME})

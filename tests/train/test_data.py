@@ -13,7 +13,7 @@ from gpt2_core import data
 from gpt2_core.tokenizer import GPT2Tokenizer
 
 pytest.importorskip("tiktoken")
-from test_tokenizer import reference  # noqa: E402,F401  (tests/core: tiktoken built from ../shared/vocab)
+from tokenizer_cases import reference  # noqa: E402,F401  (tests/core: tiktoken built from ../shared/vocab)
 
 SHARED = Path(__file__).resolve().parents[2].parent / "shared"
 EOS = 50256

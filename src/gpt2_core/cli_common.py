@@ -35,7 +35,7 @@ class CLIError(Exception):
 def run_main(prog: str, run, args, *, level=logging.WARNING) -> int:
     """`run(args)`'s exit status; a user-facing error (CLIError, ValueError, OSError, ImportError) becomes one
     line on stderr and status 1, Ctrl-C status 130."""
-    logging.basicConfig(level=level, format=f"{prog}: %(levelname)s: %(message)s")
+    logging.basicConfig(level=level, format="%(levelname)s: %(message)s")  # only the error line starts with prog
     try:
         return run(args)
     except (CLIError, ValueError, OSError, ImportError) as e:

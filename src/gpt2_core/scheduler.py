@@ -172,6 +172,25 @@ class Scheduler:
     def submit(self, prompt_ids, sampling: Sampling, on_event: Callable[[Event], None] | None = None) -> Request:
         """Queue a request; its events follow (see Request). Raises QueueFull, or ValueError for a prompt the
         runner cannot take."""
+        return self.submit_all([(prompt_ids, sampling, on_event)])[0]
+
+    def submit_all(self, items) -> list[Request]:
+        """Queue several requests (prompt_ids, sampling, on_event) at once, or none of them: QueueFull when the
+        queue has no room for all (a completion's n choices are accepted whole)."""
+        checked = [(self._checked_ids(ids, sampling), sampling, on_event) for ids, sampling, on_event in items]
+        with self._lock:
+            if self._closed is not None:
+                raise RuntimeError(f"The scheduler was shut down: {self._closed}")
+            if len(self._waiting) + len(checked) > self.max_queue:
+                raise QueueFull(f"{len(self._waiting)} requests already wait and {len(checked)} more came "
+                                f"(max_queue={self.max_queue})")
+            requests = [Request(f"req-{next(self._ids)}", ids, sampling, on_event)
+                        for ids, sampling, on_event in checked]
+            self._waiting.extend(requests)
+            self._lock.notify()
+        return requests
+
+    def _checked_ids(self, prompt_ids, sampling: Sampling) -> np.ndarray:
         if not isinstance(sampling, Sampling):
             raise ValueError(f"`sampling` should be a Sampling. Received: {type(sampling).__name__}")
         ids = np.asarray(prompt_ids)
@@ -186,15 +205,7 @@ class Scheduler:
             raise ValueError(f"The prompt ({ids.size} tokens) plus max_new_tokens={sampling.max_new_tokens} pass "
                              f"the model's context ({room} positions)")
         sampling.check_vocab(vocab)
-        with self._lock:
-            if self._closed is not None:
-                raise RuntimeError(f"The scheduler was shut down: {self._closed}")
-            if len(self._waiting) >= self.max_queue:
-                raise QueueFull(f"{len(self._waiting)} requests already wait (max_queue={self.max_queue})")
-            request = Request(f"req-{next(self._ids)}", ids.astype(np.int64), sampling, on_event)
-            self._waiting.append(request)
-            self._lock.notify()
-        return request
+        return ids.astype(np.int64)
 
     def shutdown(self, message: str = "server shutting down", timeout: float | None = 30.0) -> None:
         """Stop the decoding thread; every request not yet finished gets Finished("error", message)."""

@@ -188,9 +188,10 @@ class Generation:
         samplings = [sampling_of(self.engine, self.body, None if self.body.seed is None else self.body.seed + j)
                      for j in range(self.body.n)]
         try:
-            for choice in self.choices:
-                choice.request = self.engine.submit(choice.prompt.ids, samplings[choice.index % self.body.n],
-                                                    on_event=self._forward(choice))
+            requests = self.engine.submit_all([(choice.prompt.ids, samplings[choice.index % self.body.n],
+                                                self._forward(choice)) for choice in self.choices])
+            for choice, request in zip(self.choices, requests):
+                choice.request = request
         except QueueFull:
             self.cancel()
             raise APIError(429, f"The server is busy: {self.engine.max_queue} requests already wait for a slot; "

@@ -148,9 +148,10 @@ class Engine:
             raise APIError(503, f"The model {self.model_name} failed to load: {self.error}")
         raise APIError(503, "The server is shutting down")
 
-    def submit(self, prompt_ids: list[int], sampling, on_event):
+    def submit_all(self, items):
+        """(prompt_ids, sampling, on_event) for each choice: all queued, or QueueFull (see Scheduler.submit_all)."""
         self.check_ready()
-        return self.scheduler.submit(prompt_ids, sampling, on_event=on_event)
+        return self.scheduler.submit_all(items)
 
     def shutdown(self, message: str = "server shutting down") -> None:
         """Stop serving: every live request ends with an error event carrying `message`. Thread-safe, idempotent."""

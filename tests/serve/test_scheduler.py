@@ -142,6 +142,21 @@ def test_queue_full(model, scheduler):
     s.submit([1, 2], Sampling(max_new_tokens=2, temperature=0))  # room again
 
 
+def test_submit_all_queues_every_request_or_none(model, scheduler):
+    s = scheduler(n_slots=1, max_queue=2, start=False)
+    s.submit([1, 2], Sampling(max_new_tokens=2, temperature=0))
+    greedy = Sampling(max_new_tokens=2, temperature=0)
+    with pytest.raises(QueueFull, match="1 requests already wait and 2 more came"):
+        s.submit_all([([3], greedy, None), ([4], greedy, None)])
+    assert s.queue_depth == 1  # neither of the two was queued
+    with pytest.raises(ValueError, match="prompt_ids"):  # a bad one refuses the whole lot, before queueing any
+        s.submit_all([([3], greedy, None), ([], greedy, None)])
+    assert s.queue_depth == 1
+    (request,) = s.submit_all([([3], greedy, None)])
+    s.start()
+    assert collect(request)[1][-1].reason == "length"
+
+
 def test_cancel_frees_the_slot_before_the_next_step(model, scheduler):
     s = scheduler(n_slots=1)
     seen = []

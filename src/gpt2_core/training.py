@@ -384,6 +384,24 @@ class Throughput:
         return (n1 - n0) / max(t1 - t0, 1e-9)
 
 
+def prepare_run(cfg: TrainConfig, world, load_data, *, resume: bool):
+    """(data, state) for a run: the main rank loads (and may tokenize) the data first, the others after it (they
+    find the cache); with `resume`, the saved state, refused when the settings or the backend changed."""
+    if world.main:
+        data = load_data()
+        world.barrier()
+    else:
+        world.barrier()
+        data = load_data()
+    state = read_state(cfg.out_dir) if resume else None
+    if state is not None:
+        check_resumable(TrainConfig.from_json(state["config"]), cfg, world.size, state["world_size"])
+        if state.get("backend") != cfg.backend:
+            raise ValueError(f"--resume continues a run with its own backend's optimizer state: this checkpoint "
+                             f"was written by --backend {state.get('backend')}. Received: --backend {cfg.backend}")
+    return data, state
+
+
 # -------------------------------------------------------------------------------------------------- loop
 def run_steps(cfg: TrainConfig, world, data, state: dict[str, Any] | None, *, progress: bool,
               train_one: Callable[[int, float], float], evaluate: Callable[[], float],

@@ -183,15 +183,7 @@ def train(cfg: core.TrainConfig, load_data, *, resume: bool = False, progress: b
 
 
 def _train(cfg, load_data, world: World, *, resume: bool, progress: bool) -> dict:
-    if world.main:
-        data = load_data()
-        world.barrier()
-    else:
-        world.barrier()
-        data = load_data()
-    state = core.read_state(cfg.out_dir) if resume else None
-    if state is not None:
-        core.check_resumable(core.TrainConfig.from_json(state["config"]), cfg, world.size, state["world_size"])
+    data, state = core.prepare_run(cfg, world, load_data, resume=resume)
     model = build_model(cfg, cfg.out_dir if state else None)
     if cfg.block_size > model.config.n_positions:
         raise ValueError(f"--block-size should be at most the model's n_positions ({model.config.n_positions}). "

@@ -277,18 +277,7 @@ def train(cfg: core.TrainConfig, load_data, *, resume: bool = False, progress: b
 
 
 def _train(cfg, load_data, world: World, *, resume: bool, progress: bool) -> dict:
-    if world.main:
-        data = load_data()
-        world.barrier()
-    else:
-        world.barrier()
-        data = load_data()
-    state = core.read_state(cfg.out_dir) if resume else None
-    if state is not None:
-        core.check_resumable(core.TrainConfig.from_json(state["config"]), cfg, world.size, state["world_size"])
-        if state.get("backend") != "tf":
-            raise ValueError(f"--resume continues a run with its own backend's optimizer state: this checkpoint "
-                             f"was written by --backend {state.get('backend')}. Received: --backend tf")
+    data, state = core.prepare_run(cfg, world, load_data, resume=resume)
     with world.strategy.scope():
         model = build_model(cfg, cfg.out_dir if state else None, dtype_policy(cfg))
         if cfg.block_size > model.config.n_positions:

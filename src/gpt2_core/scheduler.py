@@ -26,7 +26,8 @@ Contract notes (the serve helper codes against this; changes from sched_api.md a
   * Events come in order: PromptEvent (when prompt_logprobs), TokenEvent..., then exactly one Finished (also
     kept as `request.finished`). `logprobs` goes up to 20 (the chat API's top_logprobs limit).
   * max_slots defaults to runner.n_slots, max_queue to 64. A runner may have `warmup()`: start() runs it first,
-    on the decoding thread (TF traces and XLA-compiles there, seconds; requests submitted meanwhile wait).
+    on the decoding thread (TF traces and XLA-compiles there, seconds; requests submitted meanwhile wait);
+    start(wait=True) returns when it is done.
   * shutdown(message, timeout=30.0) joins the thread; start() or submit() after it raise RuntimeError.
 """
 
@@ -149,6 +150,7 @@ class Scheduler:
         self._thread: threading.Thread | None = None
         self._closed: str | None = None  # the shutdown message once shut down
         self._ids = itertools.count()
+        self._warm = threading.Event()  # set once the decoding thread has run the runner's warmup
 
     # -- the server's side (any thread)
     @property
@@ -159,15 +161,17 @@ class Scheduler:
     def running(self) -> int:
         return len(self._active)
 
-    def start(self) -> None:
+    def start(self, wait: bool = False) -> None:
         """Start the decoding thread (once). Its first job is the runner's `warmup()`, if it has one (TF traces
-        and compiles there); requests submitted meanwhile wait in the queue."""
+        and compiles there); requests submitted meanwhile wait in the queue. `wait=True` returns once it is done."""
         with self._lock:
             if self._closed is not None:
                 raise RuntimeError("The scheduler was shut down; make a new one")
             if self._thread is None:
                 self._thread = threading.Thread(target=self._loop, name="gpt2-decode", daemon=True)
                 self._thread.start()
+        if wait:
+            self._warm.wait()
 
     def submit(self, prompt_ids, sampling: Sampling, on_event: Callable[[Event], None] | None = None) -> Request:
         """Queue a request; its events follow (see Request). Raises QueueFull, or ValueError for a prompt the
@@ -226,6 +230,7 @@ class Scheduler:
                 warmup()
             except Exception:  # noqa: BLE001 - the requests will meet the problem themselves, with its message
                 logger.exception("the slot runner's warmup failed")
+        self._warm.set()
         while True:
             with self._lock:
                 while self._closed is None and not self._waiting and not self._active:

@@ -8,6 +8,12 @@ mask), and gets its own position, so a request's numbers are those of its solo `
 rounding of the batched products (tests/pt/test_slots.py measures it). A prefill runs the prompt alone, writing
 straight into its row (the same forward `generate` runs for a one-row prompt, so its logits are exact).
 
+The products run through the kernel generate uses (gpt2_pt.kernels: measured per host and row class, on the
+model's own weights): a prefill under `kernels.decoding(model, rows=1)` as generate's one-prompt run, a step of k
+rows under `kernels.decoding(model, rows=k)`. Entering it costs a few milliseconds (a cache lookup, thread pools
+resized), so the runner holds the arrangement across steps while the row class ("one", "few", "many") and the
+calling thread stay the same, and lets it go when the last slot is freed.
+
     >>> runner = SlotRunner(model, n_slots=8)
     >>> logits = runner.prefill(0, np.array([464, 3290]))          # (vocab,)
     >>> logits = runner.step(np.array([0]), np.array([logits.argmax()]))   # (1, vocab)
@@ -15,12 +21,16 @@ straight into its row (the same forward `generate` runs for a one-row prompt, so
 
 from __future__ import annotations
 
+import contextlib
+import threading
+
 import numpy as np
 import torch
 
 from gpt2_core.slot_runner import check_prompt, check_slot, check_step, runner_max_length, warm_up
 
-from .generation import can_pack, packed_copy
+from . import kernels
+from .generation import QUANTIZE_MODES, can_pack, int8_copy, packed_copy
 from .modeling import GPT2PreTrainedModel, KVCache
 
 
@@ -46,20 +56,29 @@ class SlotRunner:
     """`n_slots` rows of key/value cache of `max_length` positions (default: the model's n_positions) over
     `model` (a gpt2_pt GPT2LMHeadModel); see gpt2_core.slot_runner.SlotRunner for the protocol.
 
-    `pack_weights` (CPU, fp32, n_slots > 1): steps of 2 rows or more run on a copy of the linear weights prepacked
-    for oneDNN (gpt2_pt.generation.packed_copy, as generate's batched steps): ~1.35x faster per step at 8 rows, for
-    the model's weight memory once more, made once: a model whose weights change afterwards needs a new runner. One
-    row runs on the model itself (a plain GEMV is faster there, and the numbers are generate's exactly)."""
+    `quantize="int8"` runs on generate's int8 copy of the linear layers (gpt2_pt.generation.int8_copy), so its
+    tokens are `generate(quantize="int8")`'s. `pack_weights=True` (opt-in, CPU, fp32, n_slots > 1): steps of 2 rows
+    or more run on a copy of the linear weights prepacked for oneDNN (gpt2_pt.generation.packed_copy, as
+    generate(pack_weights=True)), for the model's weight memory once more, made once: a model whose weights change
+    afterwards needs a new runner. By default there is no second copy of the weights: the kernels measured fastest
+    on this host run on the model's own."""
 
     def __init__(self, model: GPT2PreTrainedModel, n_slots: int, max_length: int | None = None, *,
-                 pack_weights: bool = True):
+                 quantize: str | None = None, pack_weights: bool = False):
         if not isinstance(model, GPT2PreTrainedModel) or not hasattr(model, "lm_head"):
             raise ValueError(f"`model` should be a gpt2_pt GPT2LMHeadModel. Received: {type(model).__name__}")
+        if quantize not in QUANTIZE_MODES:
+            raise ValueError(f"`quantize` should be one of {QUANTIZE_MODES}. Received: quantize={quantize!r}")
         config = model.config
         max_length = runner_max_length(n_slots, max_length, config.n_positions)
-        self.model = model
         # held here, not only in generate's per-model cache, which a generate call with another row count replaces
-        self.step_model = packed_copy(model, n_slots) if pack_weights and n_slots > 1 and can_pack(model) else model
+        packed = pack_weights and quantize is None and n_slots > 1 and can_pack(model)
+        self.step_model = packed_copy(model, n_slots) if packed else None
+        self.model = int8_copy(model) if quantize == "int8" else model
+        if self.step_model is None:
+            self.step_model = self.model
+        # generate's rule: the calibrated kernels serve the fp32 model's own weights, not the int8 or packed copies
+        self.arrangement = _Arrangement(model if quantize is None else None)
         self.n_slots, self.max_length, self.vocab_size = n_slots, max_length, config.vocab_size
         parameter = next(model.parameters())
         self.device = parameter.device
@@ -79,8 +98,9 @@ class SlotRunner:
         view.keys = [k[row:row + 1] for k in self.cache.keys]
         view.values = [v[row:row + 1] for v in self.cache.values]
         view.length = 0
-        out = self.model(input_ids=torch.from_numpy(ids).to(self.device), past_key_values=view, use_cache=True,
-                         logits_to_keep=0 if all_logits else 1)
+        with self.arrangement.hold(1):  # as generate's one-prompt run
+            out = self.model(input_ids=torch.from_numpy(ids).to(self.device), past_key_values=view, use_cache=True,
+                             logits_to_keep=0 if all_logits else 1)
         self.row_of[slot] = row
         self.lengths[row] = ids.shape[1]
         logits = out.logits[0].float().cpu().numpy()
@@ -99,9 +119,10 @@ class SlotRunner:
         # row r sees its own keys 0 .. lengths[r] (the new one included); all ones (no mask) when lengths agree
         mask = np.arange(cache.length + 1)[None, :] <= lengths[:, None]
         model = self.model if k == 1 else self.step_model
-        out = model(input_ids=torch.from_numpy(by_row[:, None]).to(self.device), past_key_values=cache,
-                    attention_mask=torch.from_numpy(mask).to(self.device), position_ids=positions[:, None],
-                    use_cache=True, logits_to_keep=1)
+        with self.arrangement.hold(k if model is self.model else None):
+            out = model(input_ids=torch.from_numpy(by_row[:, None]).to(self.device), past_key_values=cache,
+                        attention_mask=torch.from_numpy(mask).to(self.device), position_ids=positions[:, None],
+                        use_cache=True, logits_to_keep=1)
         self.lengths[:k] += 1
         return out.logits[:, -1].float().cpu().numpy()[rows]
 
@@ -120,6 +141,8 @@ class SlotRunner:
                 buffer[row, :, :n] = buffer[last, :, :n]
             self.row_of[moved], self.lengths[row] = row, n
         self.lengths[last] = 0
+        if not self.row_of:
+            self.arrangement.release()
 
     def warmup(self) -> None:
         """A one-token request through slot 0, freed after: see gpt2_core.slot_runner.warm_up."""
@@ -140,3 +163,40 @@ class SlotRunner:
         if generator is None:
             raise ValueError(f"slot {slot} has no random stream: call seed(slot, seed) first")
         return float(torch.rand((1,), generator=generator, dtype=torch.float64)[0])
+
+
+class _Arrangement:
+    """`kernels.decoding(model, rows)` kept entered between calls while the row class and the calling thread stay
+    the same (entering costs milliseconds; a step of a small model less than that). What it arranges is partly
+    per thread (torch's thread count, the chosen kernels), so a call from another thread than the holder's runs
+    under an arrangement of its own for that call only. `model=None`: no arrangement (int8 or packed weights)."""
+
+    def __init__(self, model):
+        self.model = model
+        self.held: tuple[int, str] | None = None  # (thread id, row class) of the arrangement entered
+        self.stack = contextlib.ExitStack()
+
+    @contextlib.contextmanager
+    def hold(self, rows: int | None):
+        """Run the body under the arrangement for `rows` rows (None: under none, as a packed step)."""
+        if self.model is None or rows is None:
+            self.release()
+            yield
+            return
+        me = threading.get_ident()
+        if self.held is not None and self.held[0] != me:
+            with kernels.decoding(self.model, rows):
+                yield
+            return
+        key = (me, kernels.row_class(rows))
+        if self.held != key:
+            self.release()
+            self.stack.enter_context(kernels.decoding(self.model, rows))
+            self.held = key
+        yield
+
+    def release(self) -> None:
+        """Leave the arrangement (thread pools restored), from the thread that entered it; a no-op elsewhere."""
+        if self.held is not None and self.held[0] == threading.get_ident():
+            self.held = None
+            self.stack.close()

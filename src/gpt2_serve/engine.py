@@ -123,18 +123,15 @@ class Engine:
         if self.backend == "pt":
             from gpt2_pt.slots import SlotRunner
 
-            if self.int8:
-                from gpt2_pt.generation import int8_copy
-
-                model = int8_copy(model)
-            runner = SlotRunner(model, self.max_concurrency)
+            runner = SlotRunner(model, self.max_concurrency, quantize="int8" if self.int8 else None)
         else:
             from gpt2_tf.slots import TFSlotRunner
 
             runner = TFSlotRunner(model, self.max_concurrency)
-        runner.warmup()  # tracing / compiling / first allocations now, not in the first request's latency
         scheduler = Scheduler(runner, max_slots=self.max_concurrency, max_queue=self.max_queue)
-        scheduler.start()
+        # the runner's warmup (tracing, compiling, first allocations, the kernel choice) runs on the decoding thread,
+        # the one that will run every step, and before /health says ready, not in the first request's latency
+        scheduler.start(wait=True)
         return scheduler
 
     # -- serving

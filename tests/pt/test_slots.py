@@ -1,6 +1,8 @@
 """gpt2_pt.slots.SlotRunner on its own: a prefill gives the forward's logits, a batched step of slots at different
 lengths gives each slot's solo logits, freed rows are reused (and the moved row goes on unchanged), the random
-stream is generate's, and misuse fails with a clear message. (tests/tf/test_tf_slots.py is the twin.)"""
+stream is generate's, the products run through generate's kernel choice on the model's own weights (no second
+copy unless asked), int8 is generate's int8, and misuse fails with a clear message. (tests/tf/test_tf_slots.py is
+the twin.)"""
 
 import numpy as np
 import pytest
@@ -8,7 +10,10 @@ import torch
 from pt_utils import assert_close, randomize
 from tiny import TINY
 
+from test_kernels import force
+
 import gpt2_pt
+from gpt2_pt import kernels
 from gpt2_pt.slots import SlotRunner
 
 # A batched step runs k rows through one GEMM where a solo run does a GEMV: only the fp32 summation order differs.
@@ -54,6 +59,55 @@ def test_batched_steps_equal_each_slot_alone(model, pack_weights):
         for row, slot in enumerate(order):
             seqs[slot].append(int(tokens[row]))
             assert_close(logits[row], solo_logits(model, seqs[slot])[-1], f"slot {slot}", rtol=BATCH_RTOL)
+
+
+def test_no_second_copy_of_the_weights_by_default(model):
+    runner = SlotRunner(model, 4)
+    assert runner.model is model and runner.step_model is model
+
+
+def test_steps_run_generates_kernel_choice_and_let_it_go_when_idle(model, tmp_path, monkeypatch):
+    """With BLAS owning the cores (forced for one row and for a few), prefills and steps run BLAS's kernel on the
+    model's weights, under the plan's thread counts, with generate's tokens; the last free restores the pools."""
+    blas = kernels._blas_controller()
+    if blas is None:
+        pytest.skip("no BLAS that threadpoolctl can size")
+    monkeypatch.setenv("GPT2_KERNEL_CACHE", str(tmp_path / "kernels.json"))
+    plan = kernels.Plan("blas", 1, 2)
+    force(model, 1, plan)
+    force(model, 2, plan)
+    calls, original = [], kernels.blas_linear
+    monkeypatch.setattr(kernels, "blas_linear", lambda *args: calls.append(1) or original(*args))
+    threads, pools = torch.get_num_threads(), [info["num_threads"] for info in blas.info()]
+    runner = SlotRunner(model, 2)
+    ids = prompts()[2]
+    greedy = {0: [int(runner.prefill(0, ids).argmax())]}
+    assert calls and torch.get_num_threads() == 1  # held between calls
+    greedy[1] = [int(runner.prefill(1, ids).argmax())]
+    for _ in range(4):
+        logits = runner.step(np.array([0, 1]), np.array([greedy[0][-1], greedy[1][-1]]))
+        for slot in (0, 1):
+            greedy[slot].append(int(logits[slot].argmax()))
+    runner.free(1)
+    for _ in range(4):
+        greedy[0].append(int(runner.step(np.array([0]), np.array(greedy[0][-1:])).argmax()))
+    assert len(calls) == (2 + 8) * 9  # 2 prefills and 8 steps, 9 products each (tiny: 2 blocks)
+    runner.free(0)
+    assert torch.get_num_threads() == threads and [info["num_threads"] for info in blas.info()] == pools
+    out = model.generate(torch.from_numpy(ids)[None], max_new_tokens=9, do_sample=False, eos_token_id=None)
+    assert greedy[0] == out[0, len(ids):].tolist()
+    assert greedy[1] == out[0, len(ids):len(ids) + 5].tolist()
+
+
+def test_int8_steps_are_generates_int8(model):
+    runner = SlotRunner(model, 2, quantize="int8")
+    ids = prompts()[0]
+    greedy = [int(runner.prefill(0, ids).argmax())]
+    for _ in range(6):
+        greedy.append(int(runner.step(np.array([0]), np.array(greedy[-1:])).argmax()))
+    out = model.generate(torch.from_numpy(ids)[None], max_new_tokens=7, do_sample=False, eos_token_id=None,
+                         quantize="int8")
+    assert greedy == out[0, len(ids):].tolist()
 
 
 def test_a_single_slot_step_is_generate_exactly(model):
@@ -113,6 +167,8 @@ def test_misuse_fails_clearly(model):
         SlotRunner(model, 1, max_length=TINY["n_positions"] + 1)
     with pytest.raises(ValueError, match="GPT2LMHeadModel"):
         SlotRunner(model.transformer, 1)
+    with pytest.raises(ValueError, match="quantize"):
+        SlotRunner(model, 1, quantize="int4")
     runner = SlotRunner(model, 2, max_length=4)
     with pytest.raises(ValueError, match="slot"):
         runner.prefill(2, np.array([1]))

@@ -17,10 +17,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import threading
@@ -28,6 +27,8 @@ import time
 from pathlib import Path
 
 import httpx
+
+from gpt2_serve.launch import ServerProcess
 
 ROOT = Path(__file__).resolve().parent.parent
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONWARNINGS": "ignore",
@@ -45,44 +46,25 @@ def write_checkpoint(directory: str) -> None:
     GPT2Tokenizer.from_pretrained("gpt2").save_pretrained(directory)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+MODEL = None  # the checkpoint path: every server serves it under that name
 
 
-class Server:
-    def __init__(self, name: str, command: list[str], port: int, model: str):
-        self.name, self.port, self.model = name, port, model
-        self.url = f"http://127.0.0.1:{port}"
-        self.log = tempfile.TemporaryFile(mode="w+")
-        self.proc = subprocess.Popen(command, stdout=self.log, stderr=subprocess.STDOUT, env=ENV)
-
-    def wait_ready(self, timeout: float = 900) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                self.log.seek(0)
-                raise RuntimeError(f"{self.name} exited: {self.log.read()[-3000:]}")
-            try:
-                if httpx.get(f"{self.url}/health", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.5)
-        raise TimeoutError(f"{self.name} did not become ready")
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(60)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
+def start(name: str, command: list[str]) -> ServerProcess:
+    return ServerProcess(command, env=ENV, name=name)
 
 
-def one_stream(server: Server, prompt: str, max_tokens: int, out: list) -> None:
+def cpu_seconds(server: ServerProcess) -> float:
+    """User + system CPU time of the server process and its threads so far (Linux /proc)."""
+    try:
+        fields = Path(f"/proc/{server.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def one_stream(server: ServerProcess, prompt: str, max_tokens: int, out: list) -> None:
     """One streaming request: (time to first text, gaps between text chunks, tokens)."""
-    body = {"model": server.model, "prompt": prompt, "max_tokens": max_tokens, "temperature": 0, "stream": True,
+    body = {"model": MODEL, "prompt": prompt, "max_tokens": max_tokens, "temperature": 0, "stream": True,
             "stream_options": {"include_usage": True}}
     started = time.perf_counter()
     stamps, usage = [], None
@@ -101,7 +83,7 @@ def one_stream(server: Server, prompt: str, max_tokens: int, out: list) -> None:
         out.append((stamps[0] - started, [b - a for a, b in zip(stamps, stamps[1:])], tokens))
 
 
-def run_level(server: Server, clients: int, prompt: str, max_tokens: int) -> dict:
+def run_level(server: ServerProcess, clients: int, prompt: str, max_tokens: int) -> dict:
     results: list = []
     threads = [threading.Thread(target=one_stream, args=(server, prompt, max_tokens, results))
                for _ in range(clients)]
@@ -168,32 +150,38 @@ def main(argv=None) -> int:
         prompt_ids = tokenizer.encode("The history of the city begins in the early years of the century, when "
                                       "traders from the coast settled")[:16]
         prompt = tokenizer.decode(prompt_ids)
-        print(f"# {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} (a shared machine: compare ratios "
+        from gpt2_pt.kernels import cpu_description
+
+        print(f"# {cpu_description()}, load average {os.getloadavg()[0]:.1f} (a shared machine: compare ratios "
               f"within this run only); prompt {len(prompt_ids)} tokens, {args.max_tokens} new, greedy, streaming")
         gen_tok_s = in_process_generate(model, prompt_ids, args.max_tokens, max(args.rounds, 2))
         print(f"in-process gpt2_pt generate, batch 1: {gen_tok_s:.1f} tok/s")
 
         ours = [sys.executable, "-m", "gpt2_serve.cli", "--model", model, "--max-concurrency",
-                str(args.max_concurrency), "--max-queue", "256", "--log-level", "warning", "--port"]
+                str(args.max_concurrency), "--max-queue", "256", "--log-level", "warning"]
         specs = [("ours-pt", ours)]
         if args.tf:
-            specs.append(("ours-tf", ours[:-1] + ["--backend", "tf", "--port"]))
+            specs.append(("ours-tf", ours + ["--backend", "tf"]))
         if not args.no_transformers:
             cli = shutil.which("transformers") or "transformers"
             specs.append(("transformers-serve-cb", [cli, "serve", "--continuous-batching", "--device", "cpu",
-                                                    "--dtype", "float32", "--log-level", "error", "--host",
-                                                    "127.0.0.1", model, "--port"]))
-        for name, command in specs:
-            port = free_port()
-            servers.append(Server(name, command + [str(port)], port, model))
+                                                    "--dtype", "float32", "--log-level", "info", "--host",
+                                                    "127.0.0.1", model]))
+        global MODEL
+        MODEL = model
+        servers.extend(start(name, command) for name, command in specs)
         for server in servers:
-            server.wait_ready()
+            server.wait_ready(timeout=900)
             run_level(server, 1, prompt, 4)  # warm-up
         table = {s.name: {} for s in servers}
+        idle_cpu = 0.0  # CPU seconds the servers not being measured used meanwhile (they should sleep)
         for clients in levels:
             for _ in range(args.rounds):
                 for server in servers:  # alternate the servers within each level
+                    others = [s for s in servers if s is not server]
+                    before = sum(cpu_seconds(s) for s in others)
                     result = run_level(server, clients, prompt, args.max_tokens)
+                    idle_cpu += sum(cpu_seconds(s) for s in others) - before
                     best = table[server.name].get(clients)
                     if best is None or result["tok_s"] > best["tok_s"]:
                         table[server.name][clients] = result
@@ -202,6 +190,12 @@ def main(argv=None) -> int:
             for clients, r in rows.items():
                 print(f"{name:<24}{clients:>8}{r['tok_s']:>9.1f}{r['ttft_p50'] * 1e3:>8.0f}ms"
                       f"{r['ttft_p95'] * 1e3:>6.0f}ms{r['tpot_p50'] * 1e3:>7.0f}ms{r['tpot_p95'] * 1e3:>6.0f}ms")
+        print(f"idle servers used {idle_cpu:.1f} CPU s while the others were measured")
+        for server in servers:
+            if server.name.startswith("transformers"):  # say whether its continuous batching ran
+                said = [line.strip() for line in server.lines
+                        if re.search(r"continuous|batching|paged|sequential", line, re.I)]
+                print(f"{server.name} log on batching: {said[:3] or 'nothing'}")
         pt = table["ours-pt"]
         if 1 in pt:
             print(f"ours-pt 1 client / in-process generate: {pt[1]['tok_s'] / gen_tok_s:.2f}x (target >= 0.9)")

@@ -5,14 +5,11 @@ from __future__ import annotations
 
 import json
 import os
-import socket
-import subprocess
 import sys
-import threading
-import time
 
-import httpx
 import pytest
+
+from gpt2_serve import launch
 
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONWARNINGS": "ignore", "TF_CPP_MIN_LOG_LEVEL": "3"}
 N_POSITIONS = 96
@@ -64,51 +61,8 @@ def sse_events(lines) -> list:
     return out
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class ServerProcess:
-    """`python -m gpt2_serve.cli ...` on a free port; `url`, `wait_ready()`, `stop()` (SIGTERM, returns the exit
-    status), and the output once stopped."""
+class ServerProcess(launch.ServerProcess):
+    """`python -m gpt2_serve.cli ...` (this checkout's code, the test environment) on a free port."""
 
     def __init__(self, *args: str):
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.proc = subprocess.Popen([sys.executable, "-m", "gpt2_serve.cli", "--port", str(self.port), *args],
-                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=ENV)
-        self.lines: list[str] = []
-        # drained all along: a full pipe would block the server's logging, and so the server
-        self.reader = threading.Thread(target=lambda: self.lines.extend(self.proc.stdout), daemon=True)
-        self.reader.start()
-
-    @property
-    def output(self) -> str:
-        return "".join(self.lines)
-
-    def wait_ready(self, timeout=120.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                self.reader.join(10)
-                raise RuntimeError(f"gpt2-serve exited with {self.proc.returncode}: {self.output}")
-            try:
-                if httpx.get(f"{self.url}/health", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        raise TimeoutError("gpt2-serve did not become ready")
-
-    def stop(self, timeout=60.0) -> int:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-        try:
-            self.proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        self.reader.join(10)
-        return self.proc.returncode
+        super().__init__([sys.executable, "-m", "gpt2_serve.cli", *args], env=ENV, name="gpt2-serve")

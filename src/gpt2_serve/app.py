@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import logging
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import Depends, FastAPI
 
 from . import web
-from .completions import create_completion
 from .errors import APIError, install_handlers
 from .metrics import Metrics
-from .protocol import CompletionRequest
 from .routes import model_router, open_router, require_key
 
 logger = logging.getLogger(__name__)
@@ -35,16 +33,11 @@ def create_app(engine, *, api_key: str | None = None, db_path=None,
     app.state.engine = engine
     app.state.metrics = metrics = Metrics()
     install_handlers(app)
-    guarded = [Depends(require_key(api_key))]
-
-    @app.post("/v1/completions", dependencies=guarded)
-    async def completions(body: CompletionRequest, request: Request):
-        return await create_completion(engine, metrics, body, request)
-
+    guarded = [Depends(require_key(api_key))]  # every route that runs the model or touches documents
     app.include_router(model_router(engine, metrics), dependencies=guarded)
     app.include_router(open_router(engine, metrics))
     if db_path is not None:
-        web.mount(app, db_path=db_path, dependencies=guarded)  # the documents API needs the key too
+        web.mount(app, db_path=db_path, dependencies=guarded)
     app.add_middleware(_Counted, metrics=metrics)
     app.add_middleware(_BodyLimit, limit=max_body_bytes)
     metrics.watch(engine)

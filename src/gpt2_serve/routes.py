@@ -1,5 +1,5 @@
-"""The small routes: /v1/models, /tokenize, /detokenize, /autocomplete (Write With Transformer's shape), /health
-and /metrics. /v1/completions lives in completions.py."""
+"""The routes: /v1/completions (its work lives in completions.py), /v1/models, /tokenize, /detokenize,
+/autocomplete (Write With Transformer's shape), /health and /metrics."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import anyio
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
-from .completions import Generation, check_model, until_done_or_disconnected
+from .completions import Generation, check_model, create_completion, prompts_of, until_done_or_disconnected
 from .errors import APIError, invalid
 from .protocol import AutocompleteRequest, CompletionRequest, DetokenizeRequest, TokenizeRequest
 
@@ -31,7 +31,12 @@ def open_router(engine, metrics) -> APIRouter:
 
 
 def model_router(engine, metrics) -> APIRouter:
+    """Routes that run the model (the API key guards them when one is set)."""
     router = APIRouter()
+
+    @router.post("/v1/completions")
+    async def completions(body: CompletionRequest, request: Request):
+        return await create_completion(engine, metrics, body, request)
 
     def card():
         return {"id": engine.model_name, "object": "model", "created": engine.created, "owned_by": "gpt2",
@@ -77,8 +82,6 @@ async def _autocomplete(engine, metrics, body: AutocompleteRequest, request: Req
     ids = engine.tokenizer.encode(body.context)[-(engine.n_positions - body.gen_length):]
     completion = CompletionRequest(prompt=ids or "", max_tokens=body.gen_length, n=body.samples,
                                    temperature=body.temperature, top_p=body.top_p, top_k=body.top_k)
-    from .completions import prompts_of
-
     generation = Generation(engine, metrics, completion, prompts_of(engine, completion))
     started = time.monotonic()
     texts = {c.index: "" for c in generation.choices}

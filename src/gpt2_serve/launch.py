@@ -11,6 +11,7 @@ script that drives gpt2-serve needs.
 
 from __future__ import annotations
 
+import signal
 import socket
 import subprocess
 import threading
@@ -64,9 +65,10 @@ class ServerProcess:
             time.sleep(0.2)
         raise TimeoutError(f"{self.name} did not become ready in {timeout:.0f} s: {self.output[-5000:]}")
 
-    def stop(self, timeout: float = 60.0) -> int:
+    def stop(self, timeout: float = 60.0, sig: int = signal.SIGTERM) -> int:
+        """Send `sig` (SIGINT: as Ctrl-C) and wait for the exit; SIGKILL after `timeout` seconds."""
         if self.proc.poll() is None:
-            self.proc.terminate()
+            self.proc.send_signal(sig)
         try:
             self.proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:

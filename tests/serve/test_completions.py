@@ -208,5 +208,6 @@ def test_metrics_count(served):
         1 for _ in range(reply["usage"]["completion_tokens"]))  # every token went through the scheduler
     assert delta("gpt2_serve:prompt_tokens_total") == 2 * reply["usage"]["prompt_tokens"]
     assert delta("gpt2_serve:time_to_first_token_seconds_count") == 2
+    assert delta("gpt2_serve:time_per_output_token_seconds_count") == reply["usage"]["completion_tokens"] - 2
     assert after[("gpt2_serve:num_requests_running", ())] == 0
     assert after[("gpt2_serve:num_requests_waiting", ())] == 0

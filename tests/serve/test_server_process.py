@@ -1,7 +1,8 @@
 """A real `gpt2-serve` process on 127.0.0.1, driven by the official openai client: completions streaming and not,
-the API key, SIGTERM during a stream (error chunk, [DONE], exit 0), a disconnecting client freeing its slot,
-/metrics, and start-up errors as one line."""
+the API key, Ctrl-C (PT) and SIGTERM (TF) during a stream (error chunk, [DONE], exit 0), a disconnecting client
+freeing its slot while /health keeps answering, /metrics, and start-up errors as one line."""
 
+import signal
 import subprocess
 import sys
 import threading
@@ -85,6 +86,8 @@ def test_disconnecting_client_frees_its_slot(server, tiny_dir):  # noqa: F811
             next(lines)
             busy = scrape(server)
             assert busy["gpt2_serve:num_requests_running"] == 2 and busy["gpt2_serve:num_requests_waiting"] > 0
+            health = httpx.get(f"{server.url}/health", timeout=5)  # the event loop answers while decoding runs
+            assert health.status_code == 200 and health.json() == {"status": "ok"}
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         now = scrape(server)
@@ -95,15 +98,16 @@ def test_disconnecting_client_frees_its_slot(server, tiny_dir):  # noqa: F811
     assert now["gpt2_serve:generation_tokens_total"] - before < 16 * 90 / 2
 
 
-@pytest.mark.slow  # a server process of its own
-def test_sigterm_during_stream_ends_it_and_exits_0(tiny_dir):  # noqa: F811
-    process = ServerProcess("--model", tiny_dir)
-    process.wait_ready()
+def interrupt_during_stream(process, sig, key=None):
+    """Send `sig` to the server while it streams a long completion: the stream ends with an error chunk and
+    [DONE], the process exits 0, and nothing it printed is a traceback."""
     events, started = [], threading.Event()
 
     def read():
         body = {"prompt": PROMPT, "max_tokens": 90, "stream": True, "logit_bias": {"50256": -100}}
-        with httpx.stream("POST", f"{process.url}/v1/completions", json=body, timeout=60) as response:
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        with httpx.stream("POST", f"{process.url}/v1/completions", json=body, headers=headers,
+                          timeout=60) as response:
             for line in response.iter_lines():
                 events.extend(sse_events([line]))
                 started.set()
@@ -111,13 +115,18 @@ def test_sigterm_during_stream_ends_it_and_exits_0(tiny_dir):  # noqa: F811
     reader = threading.Thread(target=read)
     reader.start()
     assert started.wait(60)
-    status = process.stop()
+    status = process.stop(sig=sig)
     reader.join(60)
     assert status == 0, process.output
     assert events[-1] == "[DONE]"
     assert events[-2]["error"]["type"] == "unavailable_error" and "shutting down" in events[-2]["error"]["message"]
     assert all("error" not in e for e in events[:-2])
     assert "Traceback" not in process.output
+
+
+def test_ctrl_c_during_stream_ends_it_and_exits_0(server):
+    # stops the module's server: the last test here that uses it (SIGTERM: the TF test below)
+    interrupt_during_stream(server, signal.SIGINT, key="test-key")
 
 
 def run_cli(*args):
@@ -140,7 +149,7 @@ def test_start_up_errors_are_one_line(args, needle):
 
 
 @pytest.mark.slow  # TensorFlow's start-up and the XLA compile of the step
-def test_tf_backend_main_path(tiny_dir):  # noqa: F811
+def test_tf_backend_main_path_and_sigterm(tiny_dir):  # noqa: F811
     pytest.importorskip("tensorflow")
     process = ServerProcess("--model", tiny_dir, "--backend", "tf", "--max-concurrency", "2")
     try:
@@ -152,5 +161,6 @@ def test_tf_backend_main_path(tiny_dir):  # noqa: F811
                                                 stream=True))
         assert "".join(c.choices[0].text for c in chunks) == reply.choices[0].text
         assert chunks[-1].choices[0].finish_reason == reply.choices[0].finish_reason
+        interrupt_during_stream(process, signal.SIGTERM)
     finally:
-        assert process.stop() == 0, process.output
+        process.stop()

@@ -132,6 +132,9 @@ def main(argv=None) -> int:
     p.add_argument("--rounds", type=int, default=1, help="runs per level per server (the best is kept)")
     p.add_argument("--tf", action="store_true", help="also our TensorFlow backend")
     p.add_argument("--no-transformers", action="store_true", help="skip transformers serve")
+    p.add_argument("--variant", action="append", default=[], metavar="NAME=ARGS",
+                   help="one more PT server of ours with these extra gpt2-serve flags, e.g. 'h11=--http h11 --loop "
+                        "asyncio' (repeatable)")
     args = p.parse_args(argv)
     levels = [int(c) for c in args.clients.split(",")]
     # a SIGTERM (e.g. from `timeout`) still runs the `finally` below, so no server process outlives the bench
@@ -164,6 +167,9 @@ def main(argv=None) -> int:
         ours = [sys.executable, "-m", "gpt2_serve.cli", "--model", model, "--max-concurrency",
                 str(args.max_concurrency), "--max-queue", "256", "--log-level", "warning"]
         specs = [("ours-pt", ours)]
+        for variant in args.variant:
+            name, _, extra = variant.partition("=")
+            specs.append((f"ours-pt-{name}", ours + extra.split()))
         if args.tf:
             specs.append(("ours-tf", ours + ["--backend", "tf"]))
         if not args.no_transformers:

@@ -360,3 +360,18 @@ def test_request_timing(scheduler):
     request = s.submit([1, 2], Sampling(max_new_tokens=3, temperature=0))
     collect(request)
     assert request.submitted_at <= request.first_token_at
+
+
+def test_start_wait_returns_after_the_warmup_on_the_decoding_thread(model, scheduler):
+    import threading
+
+    class Recording(SlotRunner):
+        def warmup(self):
+            self.warmed_on = threading.current_thread().name
+            super().warmup()
+
+    runner = Recording(model, 2)
+    s = scheduler(n_slots=2, start=False, runner=runner)
+    s.start(wait=True)
+    assert runner.warmed_on == "gpt2-decode" and runner.row_of == {}
+    assert collect(s.submit([1, 2], Sampling(max_new_tokens=2, temperature=0)))[0]

@@ -29,7 +29,7 @@ class Engine:
     """
 
     def __init__(self, model: str, *, backend: str = "pt", dtype: str = "float32", int8: bool = False,
-                 max_concurrency: int = 8, max_queue: int = 64, served_model_name: str | None = None):
+                 pack_weights: bool = False, max_concurrency: int = 8, max_queue: int = 64, served_model_name: str | None = None):
         if backend not in BACKENDS:
             raise ValueError(f"`backend` should be one of {BACKENDS}. Received: backend={backend!r}")
         if dtype not in DTYPES:
@@ -37,10 +37,14 @@ class Engine:
         if int8 and (backend != "pt" or dtype != "float32"):
             raise ValueError(f"int8 quantises float32 weights of the PyTorch backend. Received: backend={backend!r}, "
                              f"dtype={dtype!r}")
+        if pack_weights and (backend != "pt" or dtype != "float32" or int8):
+            raise ValueError(f"pack_weights prepacks float32 weights of the PyTorch backend. Received: "
+                             f"backend={backend!r}, dtype={dtype!r}, int8={int8!r}")
         for name, value, minimum in (("max_concurrency", max_concurrency, 1), ("max_queue", max_queue, 1)):
             if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
                 raise ValueError(f"`{name}` should be an integer >= {minimum}. Received: {name}={value!r}")
         self.model_path, self.backend, self.dtype, self.int8 = model, backend, dtype, int8
+        self.pack_weights = pack_weights
         self.max_concurrency, self.max_queue = max_concurrency, max_queue
         self.model_name = served_model_name or model
         self.created = int(time.time())
@@ -123,7 +127,8 @@ class Engine:
         if self.backend == "pt":
             from gpt2_pt.slots import SlotRunner
 
-            runner = SlotRunner(model, self.max_concurrency, quantize="int8" if self.int8 else None)
+            runner = SlotRunner(model, self.max_concurrency, quantize="int8" if self.int8 else None,
+                                pack_weights=self.pack_weights)
         else:
             from gpt2_tf.slots import TFSlotRunner
 

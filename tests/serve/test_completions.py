@@ -77,6 +77,22 @@ def test_token_id_prompts_and_several_prompts(served, reference):
     assert single["choices"][0]["text"] == reply["choices"][2]["text"]
 
 
+def test_packed_weights_serve_the_same_tokens(tiny_dir, reference):  # noqa: F811
+    """--pack-weights: four prompts at once run batched steps on the prepacked copy, with generate's tokens."""
+    client, engine = make_client(tiny_dir, max_concurrency=4, pack_weights=True)
+    try:
+        assert engine.scheduler.runner.step_model is not engine.model
+        prompts = [engine.tokenizer.encode(text) for text in ("Hello there", "One two three four", "A", "The end")]
+        reply = complete(client, prompt=prompts, max_tokens=8)
+        for prompt, choice in zip(prompts, reply["choices"]):
+            tokens = hf_greedy(reference, engine.tokenizer, prompt, 8)
+            assert choice["text"] == engine.tokenizer.decode(tokens, skip_special_tokens=True)
+    finally:
+        engine.shutdown()
+    with pytest.raises(ValueError, match="pack_weights prepacks float32 weights"):
+        type(engine)(tiny_dir, int8=True, pack_weights=True)
+
+
 def test_stream_equals_non_stream(client):
     full = complete(client, max_tokens=30, stop=None)
     events = stream(client, max_tokens=30, stream_options={"include_usage": True})

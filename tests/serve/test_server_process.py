@@ -138,6 +138,7 @@ def run_cli(*args):
     (["--model", "/nonexistent/model-dir", "--port", "0"], "model-dir"),
     (["--model", "x", "--backend", "jax"], "--backend"),
     (["--model", "x", "--backend", "tf", "--int8"], "--int8"),
+    (["--model", "x", "--int8", "--pack-weights"], "--pack-weights"),
     (["--model", "x", "--max-concurrency", "0"], "--max-concurrency"),
     (["--model", "x", "--api-key-file", "/nonexistent/key"], "/nonexistent/key"),
 ])

@@ -104,8 +104,8 @@ def make_optimizer(model: torch.nn.Module, cfg: core.TrainConfig) -> torch.optim
         if p.requires_grad:
             (decay if core.decays(name) else no_decay).append(p)
     groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    # fused: one kernel over all tensors, on CUDA and CPU alike; on CPU torch's default is a Python loop of ~12
-    # ops per tensor, which cost a small model a third of its step (transformers' Trainer fuses too)
+    # fused: one kernel over all tensors, on CUDA and CPU alike. On CPU torch's default is a loop of ~12 ops per
+    # tensor: 130 ms against 30 ms of a ~2 s step of bench_train's small shape (transformers' Trainer fuses too)
     return torch.optim.AdamW(groups, lr=cfg.learning_rate, betas=(cfg.beta1, cfg.beta2), fused=True)
 
 

@@ -106,7 +106,8 @@ def dtype_policy_scope(policy: str):
 class AdamW:
     """torch.optim.AdamW's update, written out: keras.optimizers.AdamW adds epsilon to sqrt(v) before v's bias
     correction (torch: sqrt(v / (1 - beta2^t)) + eps) and folds both corrections into the step size, so the two
-    drift apart wherever sqrt(v) is near eps. Same rounding order as torch's single-tensor CPU path: decay
+    drift apart wherever sqrt(v) is near eps. Same rounding order as torch's single-tensor CPU path (gpt2_pt runs
+    torch's fused kernel, the same formula vectorised: the parity tests bound the difference): decay
     p *= 1 - lr*wd, m.lerp_(g, 1 - beta1), v = beta2*v + (1 - beta2)*g^2, p -= lr/bc1 * m / (sqrt(v)/sqrt(bc2) + eps).
     Create under the strategy's scope; `apply` runs in cross-replica context on the reduced gradients."""
 

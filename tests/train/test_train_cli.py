@@ -1,6 +1,7 @@
-"""gpt2-train run as a user runs it (subprocesses, real files): the HF checkpoint transformers loads, the log and
-curve, bad data, Ctrl-C + --resume ending bit-identical to an uninterrupted run, fine-tuning, and DDP on 2
-processes equal to 1 process on the same global batch."""
+"""gpt2-train run as a user runs it (real files; subprocesses wherever a process matters: the first run, Ctrl-C,
+torchrun; main() in this process for errors and reference runs, which saves an interpreter start-up each): the HF
+checkpoint transformers and gpt2_tf load, the log and curve, bad data, Ctrl-C + --resume ending bit-identical to
+an uninterrupted run, fine-tuning, and DDP on 2 processes equal to 1 process on the same global batch."""
 
 import json
 import os

@@ -4,6 +4,7 @@ for --nproc) is imported only at run time.
     $ gpt2-train --data 'corpus/*.txt' --config gpt2 --n-layer 4 --n-embd 128 --n-head 4 --steps 2000 --out run1
     $ gpt2-train --model gpt2 --data notes.txt --steps 200 --learning-rate 1e-4 --out gpt2-notes
     $ gpt2-train --resume --out run1 --data 'corpus/*.txt' ...        # the same flags: continues where it stopped
+    $ gpt2-train --resume --out run1 --data 'corpus/*.txt' --steps 4000 ...  # 2000 more steps, at --min-lr
     $ gpt2-train --nproc 2 --data ... --out run2                      # DDP, torchrun's launcher
 """
 
@@ -13,13 +14,12 @@ import argparse
 import dataclasses
 import importlib
 import json
-import os
 import socket
 import subprocess
 import sys
 
 from .cli_common import OneLineParser, load_tokenizer, positive_int, run_main
-from .training import DTYPES, TrainConfig
+from .training import DTYPES, TrainConfig, launcher_rank
 
 PROG = "gpt2-train"
 
@@ -50,6 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--learning-rate", "--lr", type=float, default=d.learning_rate)
     g.add_argument("--min-lr", type=float, default=d.min_lr)
     g.add_argument("--warmup-steps", type=int, default=d.warmup_steps)
+    g.add_argument("--decay-steps", type=positive_int, default=None,
+                   help="the step where the cosine decay reaches --min-lr (default: --steps); --min-lr after it. "
+                   "A --resume keeps the saved run's, so more --steps there train on at --min-lr")
     g.add_argument("--weight-decay", type=float, default=d.weight_decay)
     g.add_argument("--beta1", type=float, default=d.beta1)
     g.add_argument("--beta2", type=float, default=d.beta2)
@@ -87,7 +90,7 @@ def _run(args, argv) -> int:
     if args.resume and args.model:
         raise ValueError("--resume continues the checkpoint in --out: drop --model")
     tokenizer = _tokenizer(cfg, args.resume)
-    rank = int(os.environ.get("RANK", "0"))
+    rank = launcher_rank()
     if args.nproc > 1:
         if cfg.backend != "pt":
             raise ValueError(f"--nproc launches PyTorch DDP; TensorFlow distributes with tf.distribute. "
@@ -99,7 +102,7 @@ def _run(args, argv) -> int:
                     resume=args.resume, progress=not args.no_progress)
     if rank == 0:
         print(json.dumps({k: (round(v, 6) if isinstance(v, float) else v) for k, v in summary.items()}))
-    if summary.get("stopped_by"):
+    if summary.get("stopped_by") and rank == 0:
         print(f"{PROG}: stopped by {summary['stopped_by']} at step {summary['step']}; checkpoint in "
               f"{cfg.out_dir} (continue with --resume)", file=sys.stderr)
     return 0

@@ -58,6 +58,7 @@ class TrainConfig:
     learning_rate: float = 6e-4
     min_lr: float = 6e-5
     warmup_steps: int = 100
+    decay_steps: int | None = None      # the step where the cosine reaches min_lr (None: `steps`); min_lr after
     weight_decay: float = 0.1
     beta1: float = 0.9
     beta2: float = 0.95
@@ -80,6 +81,8 @@ class TrainConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"--{_flag(name)} should be a positive integer. Received: {value!r}")
+        if self.decay_steps is not None and (not isinstance(self.decay_steps, int) or self.decay_steps < 1):
+            raise ValueError(f"--decay-steps should be a positive integer. Received: {self.decay_steps!r}")
         for name in ("warmup_steps", "eval_every", "save_every"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 0:
@@ -115,20 +118,46 @@ def _flag(name: str) -> str:
 
 
 # Settings a resumed run must share with the run it continues: they decide which blocks each step reads and
-# what the optimizer does, so changing them would not continue the same run.
-RESUME_FIXED = ("block_size", "grad_accum", "seed", "learning_rate", "min_lr", "warmup_steps",
+# what the optimizer does at each step (the whole lr schedule included), so changing them would not continue the
+# same run. `steps` is not among them: it only says where the run stops, and the schedule does not move with it,
+# because `decay_steps` (resolved to the first run's `steps`) is kept. So `--resume --steps 2000` on a 1000-step
+# run trains 1000 more steps at min_lr: the same weights as a 2000-step run with --decay-steps 1000 (test).
+RESUME_FIXED = ("block_size", "grad_accum", "seed", "learning_rate", "min_lr", "warmup_steps", "decay_steps",
                 "weight_decay", "beta1", "beta2", "grad_clip")
+# Settings a resumed run may change, each said once on stderr when it does (the rest are where files go, how
+# often to log, evaluate and save, and the data files, whose blocks are still drawn by seed and step).
+RESUME_ANNOUNCED = ("steps", "dtype", "dropout", "data", "val_data", "val_fraction")
 
 
-def check_resumable(saved: TrainConfig, now: TrainConfig, world_size: int, saved_world_size: int) -> None:
-    """ValueError naming the settings that differ between a checkpoint's run and the run asked to resume it."""
+def check_resumable(saved: TrainConfig, now: TrainConfig, world_size: int, saved_world_size: int,
+                    saved_step: int = 0) -> tuple[TrainConfig, str | None]:
+    """(the config to resume with, a note for the user or None): `now`, with `decay_steps` taken from the
+    checkpoint's run when not given; the note names the settings that changed and may change, and the schedule
+    that stays. ValueError naming every schedule-deciding setting that differs, or a --steps the checkpoint has
+    passed."""
+    saved = dataclasses.replace(saved, decay_steps=saved.decay_steps or saved.steps)
+    if now.decay_steps is None:
+        now = dataclasses.replace(now, decay_steps=saved.decay_steps)
     changed = [f"--{_flag(n)} {getattr(saved, n)!r} -> {getattr(now, n)!r}" for n in RESUME_FIXED
                if getattr(saved, n) != getattr(now, n)]
     if saved.batch_size * saved_world_size != now.batch_size * world_size:
         changed.append(f"global batch {saved.batch_size}x{saved_world_size} processes -> "
                        f"{now.batch_size}x{world_size}")
     if changed:
-        raise ValueError("--resume continues the same run, but these settings changed: " + "; ".join(changed))
+        raise ValueError("--resume continues the same run (its data order and lr schedule), but these settings "
+                         "changed: " + "; ".join(changed))
+    if now.steps < saved_step:
+        raise ValueError(f"--steps should be at least the checkpoint's step ({saved_step}) to resume it. "
+                         f"Received: --steps {now.steps}")
+    announced = [f"--{_flag(n)} {getattr(saved, n)!r} -> {getattr(now, n)!r}" for n in RESUME_ANNOUNCED
+                 if getattr(saved, n) != getattr(now, n)]
+    if not announced:
+        return now, None
+    after = f"; steps {now.decay_steps}-{now.steps} run at --min-lr {now.min_lr}" if now.steps > now.decay_steps \
+        else ""
+    return now, (f"--resume from step {saved_step} with changed settings: {'; '.join(announced)} (the lr schedule "
+                 f"is the saved run's: warmup {now.warmup_steps}, cosine to --min-lr at step {now.decay_steps}"
+                 f"{after})")
 
 
 @dataclass
@@ -179,13 +208,14 @@ def dropout_overrides(cfg: TrainConfig) -> dict[str, float]:
 
 # ------------------------------------------------------------------------------------------------ schedule
 def learning_rate(cfg: TrainConfig, step: int) -> float:
-    """Linear warmup to `learning_rate` over `warmup_steps`, then cosine decay to `min_lr` at `steps`
-    (nanoGPT's schedule; step counts from 0)."""
+    """Linear warmup to `learning_rate` over `warmup_steps`, then cosine decay to `min_lr` at `decay_steps`
+    (default: `steps`), then `min_lr` (nanoGPT's schedule and its lr_decay_iters; step counts from 0)."""
+    end = cfg.decay_steps or cfg.steps
     if step < cfg.warmup_steps:
         return cfg.learning_rate * (step + 1) / (cfg.warmup_steps + 1)
-    if step >= cfg.steps:
+    if step >= end:
         return cfg.min_lr
-    progress = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
+    progress = (step - cfg.warmup_steps) / max(1, end - cfg.warmup_steps)
     return cfg.min_lr + 0.5 * (1.0 + math.cos(math.pi * progress)) * (cfg.learning_rate - cfg.min_lr)
 
 
@@ -385,8 +415,9 @@ class Throughput:
 
 
 def prepare_run(cfg: TrainConfig, world, load_data, *, resume: bool):
-    """(data, state) for a run: the main rank loads (and may tokenize) the data first, the others after it (they
-    find the cache); with `resume`, the saved state, refused when the settings or the backend changed."""
+    """(cfg, data, state) for a run: the main rank loads (and may tokenize) the data first, the others after it
+    (they find the cache); with `resume`, the saved state, refused when the settings or the backend changed.
+    The cfg returned has `decay_steps` resolved (saved with the checkpoint, so a resume keeps the schedule)."""
     if world.main:
         data = load_data()
         world.barrier()
@@ -394,12 +425,25 @@ def prepare_run(cfg: TrainConfig, world, load_data, *, resume: bool):
         world.barrier()
         data = load_data()
     state = read_state(cfg.out_dir) if resume else None
-    if state is not None:
-        check_resumable(TrainConfig.from_json(state["config"]), cfg, world.size, state["world_size"])
-        if state.get("backend") != cfg.backend:
-            raise ValueError(f"--resume continues a run with its own backend's optimizer state: this checkpoint "
-                             f"was written by --backend {state.get('backend')}. Received: --backend {cfg.backend}")
-    return data, state
+    if state is None:
+        return dataclasses.replace(cfg, decay_steps=cfg.decay_steps or cfg.steps), data, state
+    if state.get("backend") != cfg.backend:
+        raise ValueError(f"--resume continues a run with its own backend's optimizer state: this checkpoint "
+                         f"was written by --backend {state.get('backend')}. Received: --backend {cfg.backend}")
+    cfg, note = check_resumable(TrainConfig.from_json(state["config"]), cfg, world.size, state["world_size"],
+                                state["step"])
+    if note and world.main:
+        logger.warning(note)
+    return cfg, data, state
+
+
+def launcher_rank() -> int:
+    """This process's rank as its launcher set it: torchrun's RANK, or TF_CONFIG's task index (tf.distribute's
+    workers); 0 for a single process. Only rank 0 prints the summary and shows progress."""
+    if "RANK" in os.environ:
+        return int(os.environ["RANK"])
+    task = json.loads(os.environ.get("TF_CONFIG") or "{}").get("task", {})
+    return int(task.get("index", 0))
 
 
 # -------------------------------------------------------------------------------------------------- loop

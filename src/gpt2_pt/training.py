@@ -104,8 +104,9 @@ def make_optimizer(model: torch.nn.Module, cfg: core.TrainConfig) -> torch.optim
         if p.requires_grad:
             (decay if core.decays(name) else no_decay).append(p)
     groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    fused = {"fused": True} if next(model.parameters()).is_cuda else {}
-    return torch.optim.AdamW(groups, lr=cfg.learning_rate, betas=(cfg.beta1, cfg.beta2), **fused)
+    # fused: one kernel over all tensors, on CUDA and CPU alike. On CPU torch's default is a loop of ~12 ops per
+    # tensor: 130 ms against 30 ms of a ~2 s step of bench_train's small shape (transformers' Trainer fuses too)
+    return torch.optim.AdamW(groups, lr=cfg.learning_rate, betas=(cfg.beta1, cfg.beta2), fused=True)
 
 
 def autocast_for(cfg: core.TrainConfig, device: torch.device):
@@ -183,7 +184,7 @@ def train(cfg: core.TrainConfig, load_data, *, resume: bool = False, progress: b
 
 
 def _train(cfg, load_data, world: World, *, resume: bool, progress: bool) -> dict:
-    data, state = core.prepare_run(cfg, world, load_data, resume=resume)
+    cfg, data, state = core.prepare_run(cfg, world, load_data, resume=resume)
     model = build_model(cfg, cfg.out_dir if state else None)
     if cfg.block_size > model.config.n_positions:
         raise ValueError(f"--block-size should be at most the model's n_positions ({model.config.n_positions}). "

@@ -14,6 +14,7 @@ rows of every step's global batch (`--batch-size` rows per replica); only worker
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -69,8 +70,7 @@ def setup_world() -> World:
     tf_config = json.loads(os.environ.get("TF_CONFIG") or "{}")
     workers = tf_config.get("cluster", {}).get("worker", [])
     if len(workers) > 1:
-        strategy = tf.distribute.MultiWorkerMirroredStrategy()
-        rank = int(tf_config.get("task", {}).get("index", 0))
+        strategy, rank = tf.distribute.MultiWorkerMirroredStrategy(), core.launcher_rank()
     elif len(tf.config.list_physical_devices("GPU")) > 1:
         strategy, rank = tf.distribute.MirroredStrategy(), 0
     else:
@@ -82,18 +82,32 @@ def setup_world() -> World:
 def build_model(cfg: core.TrainConfig, resume_from: str | None, policy: str) -> TFGPT2LMHeadModel:
     """The model to train: the checkpoint being resumed, the one being fine-tuned, or a new one with GPT-2's
     initialisation (seeded, so every worker starts from the same weights). Call under the strategy's scope."""
-    if resume_from is not None:
-        return TFGPT2LMHeadModel.from_pretrained(resume_from, dtype=policy)
-    if cfg.model is not None:
-        return TFGPT2LMHeadModel.from_pretrained(cfg.model, dtype=policy, **core.dropout_overrides(cfg))
-    keras.utils.set_random_seed(cfg.seed)
-    return TFGPT2LMHeadModel(core.pretraining_config(cfg), dtype=policy)
+    with dtype_policy_scope(policy):
+        if resume_from is not None:
+            return TFGPT2LMHeadModel.from_pretrained(resume_from, dtype=policy)
+        if cfg.model is not None:
+            return TFGPT2LMHeadModel.from_pretrained(cfg.model, dtype=policy, **core.dropout_overrides(cfg))
+        keras.utils.set_random_seed(cfg.seed)
+        return TFGPT2LMHeadModel(core.pretraining_config(cfg), dtype=policy)
+
+
+@contextlib.contextmanager
+def dtype_policy_scope(policy: str):
+    """Keras's global dtype policy set to `policy` while the model is built: a layer built without a dtype takes
+    the global policy, not its parent's, so `dtype=` on the model alone would leave every sublayer in float32."""
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(policy)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)
 
 
 class AdamW:
     """torch.optim.AdamW's update, written out: keras.optimizers.AdamW adds epsilon to sqrt(v) before v's bias
     correction (torch: sqrt(v / (1 - beta2^t)) + eps) and folds both corrections into the step size, so the two
-    drift apart wherever sqrt(v) is near eps. Same rounding order as torch's single-tensor CPU path: decay
+    drift apart wherever sqrt(v) is near eps. Same rounding order as torch's single-tensor CPU path (gpt2_pt runs
+    torch's fused kernel, the same formula vectorised: the parity tests bound the difference): decay
     p *= 1 - lr*wd, m.lerp_(g, 1 - beta1), v = beta2*v + (1 - beta2)*g^2, p -= lr/bc1 * m / (sqrt(v)/sqrt(bc2) + eps).
     Create under the strategy's scope; `apply` runs in cross-replica context on the reduced gradients."""
 
@@ -277,7 +291,7 @@ def train(cfg: core.TrainConfig, load_data, *, resume: bool = False, progress: b
 
 
 def _train(cfg, load_data, world: World, *, resume: bool, progress: bool) -> dict:
-    data, state = core.prepare_run(cfg, world, load_data, resume=resume)
+    cfg, data, state = core.prepare_run(cfg, world, load_data, resume=resume)
     with world.strategy.scope():
         model = build_model(cfg, cfg.out_dir if state else None, dtype_policy(cfg))
         if cfg.block_size > model.config.n_positions:

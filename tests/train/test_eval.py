@@ -107,7 +107,7 @@ def test_windows_cover_the_text_once():
         list(windows(10, 4, 5))
 
 
-def test_cli_equals_the_recipe_in_both_backends(tiny):
+def test_cli_equals_the_recipe_in_both_backends(tiny, capsys):
     model, folder, data, ids, text = tiny
     ppl, nll, n = recipe(model, ids, 64, 32)
     total_nll = 0.0
@@ -119,22 +119,36 @@ def test_cli_equals_the_recipe_in_both_backends(tiny):
             logits = model(x).logits
         total_nll += torch.nn.functional.cross_entropy(logits[0, :-1], labels[0, 1:], ignore_index=-100,
                                                        reduction="sum").item()
-    for backend, batch in (("pt", "1"), ("pt", "4"), ("tf", "3")):
-        result = run("--model", folder, "--data", data, "--stride", "32", "--backend", backend, "--batch-size",
-                     batch, "--json")
-        assert result.returncode == 0, result.stderr[-2000:]
-        out = json.loads(result.stdout)
+    for backend, batch, process in (("pt", "1", True), ("pt", "4", False), ("tf", "3", True)):
+        argv = ["--model", folder, "--data", data, "--stride", "32", "--backend", backend, "--batch-size", batch,
+                "--json"]
+        # each backend once as its own process (what a user runs), the batched one in this process (no start-up)
+        status, stdout, stderr = _run_cli(argv, process, capsys)
+        assert status == 0, stderr[-2000:]
+        out = json.loads(stdout)
         assert out["tokens"] == n
         assert out["perplexity"] == pytest.approx(ppl, rel=1e-5), backend
         assert out["nll"] == pytest.approx(nll, rel=1e-5), backend
         # bits per byte: every scored token's NLL (each of tokens 1..N-1 once, in the window that scores it), in
         # bits, over the text's UTF-8 bytes
         assert out["bits_per_byte"] == pytest.approx(total_nll / math.log(2) / len(text.encode()), rel=1e-5)
-    human = run("--model", folder, "--data", data, "--stride", "32")
-    assert human.returncode == 0 and "perplexity:" in human.stdout and "bits per byte:" in human.stdout
+    status, stdout, _ = _run_cli(["--model", folder, "--data", data, "--stride", "32"], False, capsys)
+    assert status == 0 and "perplexity:" in stdout and "bits per byte:" in stdout
 
 
-def test_cli_errors_are_one_line(tiny, tmp_path):
+def _run_cli(argv, process, capsys):
+    """(exit status, stdout, stderr) of gpt2-eval: a new process, or its main() in this one."""
+    if process:
+        result = run(*argv)
+        return result.returncode, result.stdout, result.stderr
+    from gpt2_core import cli_eval
+
+    status = cli_eval.main(argv)
+    captured = capsys.readouterr()
+    return status, captured.out, captured.err
+
+
+def test_cli_errors_are_one_line(tiny, tmp_path, capsys):
     _, folder, data, _, _ = tiny
     binary = tmp_path / "x.bin"
     binary.write_bytes(b"\x00\x01")
@@ -142,9 +156,9 @@ def test_cli_errors_are_one_line(tiny, tmp_path):
                          (["--data", str(binary)], "binary"),
                          (["--data", data, "--max-length", "65"], "at most the model's n_positions (64)"),
                          (["--data", data, "--stride", "100"], "--stride should be at most")]:
-        result = run("--model", folder, *args)
-        lines = [line for line in result.stderr.splitlines() if line.startswith("gpt2-eval")]
-        assert result.returncode == 1 and len(lines) == 1 and needle in lines[0], result.stderr
+        status, _, stderr = _run_cli(["--model", folder, *args], False, capsys)
+        lines = [line for line in stderr.splitlines() if line.startswith("gpt2-eval")]
+        assert status == 1 and len(lines) == 1 and needle in lines[0] and "Traceback" not in stderr, stderr
 
 
 def test_unigram_perplexity():

@@ -73,6 +73,7 @@ def test_two_workers_equal_one_process_on_the_same_global_batch(tmp_path):
     for p, (out, err) in zip(procs, outputs):
         assert p.returncode == 0, err[-3000:]
     summary = json.loads(outputs[0][0].strip().splitlines()[-1])
+    assert outputs[1][0].strip() == ""  # the summary is the chief's to print
     assert summary["step"] == 5 and summary["tokens"] == 5 * 4 * TINY["block_size"]
 
     state = json.loads((tmp_path / "two" / core.STATE_NAME).read_text())

@@ -1,6 +1,7 @@
-"""gpt2-train run as a user runs it (subprocesses, real files): the HF checkpoint transformers loads, the log and
-curve, bad data, Ctrl-C + --resume ending bit-identical to an uninterrupted run, fine-tuning, and DDP on 2
-processes equal to 1 process on the same global batch."""
+"""gpt2-train run as a user runs it (real files; subprocesses wherever a process matters: the first run, Ctrl-C,
+torchrun; main() in this process for errors and reference runs, which saves an interpreter start-up each): the HF
+checkpoint transformers and gpt2_tf load, the log and curve, bad data, Ctrl-C + --resume ending bit-identical to
+an uninterrupted run, fine-tuning, and DDP on 2 processes equal to 1 process on the same global batch."""
 
 import json
 import os
@@ -52,10 +53,17 @@ def weights(folder):
     return load_file(os.path.join(folder, "model.safetensors"))
 
 
-def test_pretrain_writes_a_checkpoint_transformers_loads(tmp_path, text_file):
-    out = tmp_path / "run"
+@pytest.fixture(scope="module")
+def pretrained(tmp_path_factory, text_file):
+    """A 6-step pretraining run of the CLI, with validation at steps 3 and 6: its folder and summary."""
+    out = tmp_path_factory.mktemp("pretrain") / "run"
     s = summary(train("--data", text_file, *TINY, "--steps", "6", "--eval-every", "3", "--val-fraction", "0.2",
                       "--out", str(out)))
+    return out, s
+
+
+def test_pretrain_writes_a_checkpoint_transformers_loads(pretrained, text_file):
+    out, s = pretrained
     assert s["step"] == 6 and s["tokens"] == 6 * 2 * 16 and s["stopped_by"] is None
     names = {p.name for p in out.iterdir()}
     assert {"model.safetensors", "config.json", "generation_config.json", "vocab.json", "merges.txt",
@@ -84,35 +92,46 @@ def test_pretrain_writes_a_checkpoint_transformers_loads(tmp_path, text_file):
     assert float(np.mean(losses)) == pytest.approx(s["val_loss"], rel=1e-4)
 
 
-@pytest.mark.slow
-def test_checkpoint_loads_in_tensorflow(tmp_path, text_file):
-    out = tmp_path / "run"
-    summary(train("--data", text_file, *TINY, "--steps", "2", "--val-fraction", "0.1", "--out", str(out)))
-    code = ("import sys, numpy as np, torch\n"
-            "from gpt2_tf import TFGPT2LMHeadModel\nfrom gpt2_pt import GPT2LMHeadModel\n"
-            "ids = [[464, 2068, 7586, 21831]]\n"
-            "tf = np.asarray(TFGPT2LMHeadModel.from_pretrained(sys.argv[1])(np.asarray(ids)).logits)\n"
-            "pt = GPT2LMHeadModel.from_pretrained(sys.argv[1]).eval()(torch.tensor(ids)).logits.detach().numpy()\n"
-            "print(float(np.abs(tf - pt).max()))\n")
-    result = subprocess.run([sys.executable, "-c", code, str(out)], capture_output=True, text=True, env=ENV,
-                            timeout=300)
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert float(result.stdout.strip().splitlines()[-1]) < 1e-4
+def test_checkpoint_loads_in_tensorflow(pretrained):
+    tf = pytest.importorskip("tensorflow")
+    from gpt2_pt import GPT2LMHeadModel
+    from gpt2_tf import TFGPT2LMHeadModel
+
+    out, _ = pretrained
+    ids = [[464, 2068, 7586, 21831]]
+    theirs = np.asarray(TFGPT2LMHeadModel.from_pretrained(str(out))(tf.constant(ids)).logits)
+    with torch.no_grad():
+        ours = GPT2LMHeadModel.from_pretrained(str(out)).eval()(torch.tensor(ids)).logits.numpy()
+    np.testing.assert_allclose(theirs, ours, rtol=0, atol=1e-4)
+
+
+def in_process(capsys, *args):
+    """gpt2-train's main() in this process (no interpreter start-up): (exit status, stdout, stderr)."""
+    from gpt2_core import cli_train
+
+    status = cli_train.main([*args])
+    captured = capsys.readouterr()
+    return status, captured.out, captured.err
 
 
 @pytest.mark.parametrize("make,needle", [
-    (lambda d: str(d / "missing.txt"), "file not found"),
-    (lambda d: str(d / "*.nothing"), "no file matches"),
-    (lambda d: _write(d / "empty.txt", b""), "empty"),
-    (lambda d: _write(d / "model.bin", b"\x00\x01\x02binary"), "binary"),
-    (lambda d: _write(d / "short.txt", b"Too short for a block."), "too few for one block"),
+    (lambda d: ["--data", str(d / "missing.txt")], "file not found"),
+    (lambda d: ["--data", str(d / "*.nothing")], "no file matches"),
+    (lambda d: ["--data", _write(d / "empty.txt", b"")], "empty"),
+    (lambda d: ["--data", _write(d / "model.bin", b"\x00\x01\x02binary")], "binary"),
+    (lambda d: ["--data", _write(d / "short.txt", b"Too short for a block.")], "too few for one block"),
+    (lambda d: ["--data", _write(d / "long.txt", b"Long enough for a block of sixteen tokens, twice. " * 4),
+                "--val-data", _write(d / "val.txt", b"Too short.")], "too few for one block"),
+    (lambda d: ["--data", _write(d / "long.txt", b"Long enough for a block of sixteen tokens, twice. " * 4),
+                "--val-data", str(d / "nowhere.txt")], "file not found"),
 ])
-def test_bad_data_is_one_line_before_training(tmp_path, make, needle):
+def test_bad_data_is_one_line_before_training(tmp_path, capsys, make, needle):
     out = tmp_path / "run"
-    result = train("--data", make(tmp_path), *TINY, "--steps", "2", "--val-fraction", "0", "--out", str(out))
-    assert result.returncode == 1
-    lines = [line for line in result.stderr.splitlines() if line.startswith("gpt2-train")]
-    assert len(lines) == 1 and needle in lines[0] and "Traceback" not in result.stderr, result.stderr
+    status, _, err = in_process(capsys, *make(tmp_path), *TINY, "--steps", "2", "--val-fraction", "0", "--out",
+                             str(out))
+    assert status == 1
+    lines = [line for line in err.splitlines() if line.startswith("gpt2-train")]
+    assert len(lines) == 1 and needle in lines[0] and "Traceback" not in err, err
     assert not out.exists()
 
 
@@ -122,7 +141,7 @@ def _write(path, data):
 
 
 @pytest.mark.slow
-def test_interrupt_then_resume_ends_with_the_same_weights(tmp_path, text_file):
+def test_interrupt_then_resume_ends_with_the_same_weights(tmp_path, capsys, text_file):
     flags = ["--data", text_file, *TINY, "--steps", "40", "--val-fraction", "0.1", "--eval-every", "10",
              "--dropout", "0.1"]  # dropout on: its per-step seeding must carry across the restart too
     whole = tmp_path / "whole"
@@ -156,31 +175,31 @@ def test_interrupt_then_resume_ends_with_the_same_weights(tmp_path, text_file):
              if "train_loss" in line]
     assert steps == list(range(1, 41))  # one line per step, none twice
 
-    changed = train(*flags, "--out", str(part), "--resume", "--seed", "5")
-    assert changed.returncode == 1 and "--seed 1337 -> 5" in changed.stderr
+    status, _, err = in_process(capsys, *flags, "--out", str(part), "--resume", "--seed", "5")
+    assert status == 1 and "--seed 1337 -> 5" in err
 
 
-def test_fine_tune_a_checkpoint(tmp_path, text_file):
+def test_fine_tune_a_checkpoint(tmp_path, capsys, text_file):
     torch.manual_seed(0)
     base = tmp_path / "base"
     transformers.GPT2LMHeadModel(transformers.GPT2Config(n_layer=1, n_embd=16, n_head=2, n_positions=32)) \
         .save_pretrained(base)
     out = tmp_path / "tuned"
-    s = summary(train("--model", str(base), "--data", text_file, "--block-size", "16", "--batch-size", "2",
-                      "--steps", "3", "--val-fraction", "0.1", "--no-progress", "--out", str(out)))
-    assert s["step"] == 3
+    status, stdout, err = in_process(capsys, "--model", str(base), "--data", text_file, "--block-size", "16",
+                                     "--batch-size", "2", "--steps", "3", "--val-fraction", "0.1", "--no-progress",
+                                     "--out", str(out))
+    assert status == 0 and json.loads(stdout.strip().splitlines()[-1])["step"] == 3, err
     before, after = weights(base), weights(out)
     assert before.keys() == after.keys()
     assert any(not np.array_equal(before[k], after[k]) for k in before)
     assert json.loads((out / "config.json").read_text())["resid_pdrop"] == 0.1  # the checkpoint's dropout kept
-    too_long = train("--model", str(base), "--data", text_file, "--block-size", "64", "--steps", "1",
-                     "--no-progress", "--out", str(tmp_path / "x"))
-    assert too_long.returncode == 1 and "--block-size should be at most the model's n_positions (32)" in \
-        too_long.stderr
+    status, _, err = in_process(capsys, "--model", str(base), "--data", text_file, "--block-size", "64", "--steps",
+                             "1", "--no-progress", "--out", str(tmp_path / "x"))
+    assert status == 1 and "--block-size should be at most the model's n_positions (32)" in err
 
 
 @pytest.mark.slow
-def test_two_processes_equal_one_on_the_same_global_batch(tmp_path, text_file):
+def test_two_processes_equal_one_on_the_same_global_batch(tmp_path, capsys, text_file):
     """DDP on 2 gloo processes (batch 2 each) vs 1 process (batch 4): the same blocks, the same mean loss; only
     the order of float32 sums differs (gradients averaged by all-reduce vs. one mean over 4 rows), ~1e-7
     relative per step. Adam divides by sqrt(v) and so keeps those differences at about that size over 5 steps
@@ -191,7 +210,9 @@ def test_two_processes_equal_one_on_the_same_global_batch(tmp_path, text_file):
               "5", "--val-fraction", "0.1"]
     one = tmp_path / "one"
     two = tmp_path / "two"
-    s1 = summary(train(*common, "--batch-size", "4", "--out", str(one)))
+    status, out, err = in_process(capsys, *common, "--batch-size", "4", "--out", str(one))  # no start-up
+    assert status == 0, err[-3000:]
+    s1 = json.loads(out.strip().splitlines()[-1])
     s2 = summary(train(*common, "--batch-size", "2", "--nproc", "2", "--out", str(two), timeout=400))
     assert s1["tokens"] == s2["tokens"] == 5 * 4 * 16
     assert s2["train_loss"] == pytest.approx(s1["train_loss"], rel=1e-5)

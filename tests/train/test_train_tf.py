@@ -1,5 +1,6 @@
 """gpt2_tf.training: our AdamW against torch.optim.AdamW, a run stopped by SIGTERM and resumed against the same run
-uninterrupted (same weights, bit for bit), and the checkpoint loading in transformers and gpt2_pt."""
+uninterrupted (same weights, bit for bit), the checkpoint loading in transformers and gpt2_pt, and mixed_bfloat16
+training close to float32 with float32 weights saved."""
 
 import json
 import os
@@ -14,7 +15,7 @@ tf = pytest.importorskip("tensorflow")
 torch = pytest.importorskip("torch")
 
 from gpt2_tf import training as tft  # noqa: E402
-from tf_train_utils import TINY, loader, weights, write_corpus  # noqa: E402
+from tf_train_utils import BF16_LOSS_RTOL, TINY, loader, weights, write_corpus  # noqa: E402
 
 
 def test_adamw_matches_torch_adamw_with_clipping():
@@ -63,7 +64,8 @@ class _SigtermAt:
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    """One 5-step run uninterrupted, and the same run stopped by SIGTERM during step 2 and resumed."""
+    """One 5-step run uninterrupted, the same run stopped by SIGTERM during step 2 and resumed, and the same run
+    in bf16."""
     root = tmp_path_factory.mktemp("tftrain")
     corpus = write_corpus(root)
     common = dict(data=[corpus], steps=5, warmup_steps=2, learning_rate=3e-3, min_lr=3e-4, batch_size=2,
@@ -80,6 +82,8 @@ def runs(tmp_path_factory):
 
     stopped = tft.train(cut, load_with_signal, progress=False)
     resumed = tft.train(cut, load, resume=True, progress=False)
+    bf16 = core.TrainConfig(out_dir=str(root / "bf16"), **{**common, "dtype": "bfloat16"})
+    tft.train(bf16, loader(bf16), progress=False)
     return root, summary, stopped, resumed
 
 
@@ -134,3 +138,24 @@ def test_resume_refuses_other_settings_and_other_backends(runs, tmp_path):
     cfg = core.TrainConfig.from_json({**state["config"], "out_dir": str(foreign)})
     with pytest.raises(ValueError, match="written by --backend pt"):
         tft.train(cfg, loader(cfg), resume=True, progress=False)
+
+
+def test_mixed_bfloat16_trains_like_float32_and_saves_float32(runs):
+    """Keras's mixed_bfloat16 policy on every layer (bf16 activations and matmuls, float32 variables); see
+    BF16_LOSS_RTOL for the tolerance."""
+    root = runs[0]
+    fp32 = np.array([r["train_loss"] for r in core.read_log(str(root / "whole" / core.LOG_NAME)) if "train_loss" in r])
+    bf16 = np.array([r["train_loss"] for r in core.read_log(str(root / "bf16" / core.LOG_NAME)) if "train_loss" in r])
+    assert not np.array_equal(fp32, bf16)  # bf16 really ran
+    np.testing.assert_allclose(bf16, fp32, rtol=BF16_LOSS_RTOL, atol=0)
+    assert bf16[-1] < bf16[0] - 0.3  # and learned
+    saved = weights(root / "bf16")
+    assert {a.dtype for a in saved.values()} == {np.dtype("float32")}
+    import transformers
+
+    ids = [[464, 2068, 7586, 21831, 18045, 625, 262, 16931]]
+    theirs = transformers.GPT2LMHeadModel.from_pretrained(str(root / "bf16")).eval()
+    assert theirs.dtype == torch.float32
+    ours = tft.TFGPT2LMHeadModel.from_pretrained(str(root / "bf16"))(tf.constant(ids)).logits.numpy()
+    with torch.no_grad():
+        np.testing.assert_allclose(theirs(torch.tensor(ids)).logits.numpy(), ours, atol=2e-5, rtol=0)

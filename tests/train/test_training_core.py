@@ -53,13 +53,35 @@ def test_bad_settings_name_the_flag(field, value, needle):
 
 
 def test_resume_refuses_changed_settings():
-    saved = core.TrainConfig(batch_size=4)
-    core.check_resumable(saved, core.TrainConfig(batch_size=4, steps=5000), 1, 1)  # more steps: fine
-    core.check_resumable(saved, core.TrainConfig(batch_size=2), 2, 1)  # the same global batch on 2 processes
-    with pytest.raises(ValueError, match="--seed 1337 -> 7"):
-        core.check_resumable(saved, core.TrainConfig(batch_size=4, seed=7), 1, 1)
+    saved = core.TrainConfig(batch_size=4, steps=1000, decay_steps=1000)
+    cfg, note = core.check_resumable(saved, core.TrainConfig(batch_size=4, steps=5000), 1, 1, 1000)
+    assert cfg.decay_steps == 1000 and cfg.steps == 5000  # more steps: the schedule stays, min_lr after step 1000
+    assert note == ("--resume from step 1000 with changed settings: --steps 1000 -> 5000 (the lr schedule is the "
+                    "saved run's: warmup 100, cosine to --min-lr at step 1000; steps 1000-5000 run at --min-lr "
+                    "6e-05)")
+    assert core.learning_rate(cfg, 999) == pytest.approx(6e-5, rel=1e-4) and core.learning_rate(cfg, 3000) == 6e-5
+    cfg, note = core.check_resumable(saved, core.TrainConfig(batch_size=2, steps=1000), 2, 1, 10)
+    assert note is None and cfg.decay_steps == 1000  # the same global batch on 2 processes
+    # a checkpoint written before decay_steps existed: its steps were the decay's end
+    legacy = core.TrainConfig.from_json({k: v for k, v in saved.to_json().items() if k != "decay_steps"})
+    assert core.check_resumable(legacy, core.TrainConfig(batch_size=4, steps=2000), 1, 1)[0].decay_steps == 1000
+    for now, needle in [(dict(seed=7), "--seed 1337 -> 7"), (dict(decay_steps=5000), "--decay-steps 1000 -> 5000"),
+                        (dict(warmup_steps=10), "--warmup-steps 100 -> 10"), (dict(min_lr=0.0), "--min-lr")]:
+        with pytest.raises(ValueError, match=needle):
+            core.check_resumable(saved, core.TrainConfig(batch_size=4, **now), 1, 1)
     with pytest.raises(ValueError, match="global batch 4x1 processes -> 4x2"):
         core.check_resumable(saved, core.TrainConfig(batch_size=4), 2, 1)
+    with pytest.raises(ValueError, match=r"at least the checkpoint's step \(1000\)"):
+        core.check_resumable(saved, core.TrainConfig(batch_size=4, steps=500), 1, 1, 1000)
+
+
+def test_decay_steps_ends_the_cosine_early():
+    cfg = core.TrainConfig(steps=100, warmup_steps=10, decay_steps=50, learning_rate=1e-3, min_lr=1e-4)
+    full = core.TrainConfig(steps=50, warmup_steps=10, learning_rate=1e-3, min_lr=1e-4)
+    assert [core.learning_rate(cfg, s) for s in range(50)] == [core.learning_rate(full, s) for s in range(50)]
+    assert {core.learning_rate(cfg, s) for s in range(50, 100)} == {1e-4}
+    with pytest.raises(ValueError, match="--decay-steps should be a positive integer. Received: 0"):
+        core.TrainConfig(decay_steps=0)
 
 
 def test_checkpoint_swap_keeps_other_files_and_recovers(tmp_path):

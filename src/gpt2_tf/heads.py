@@ -52,6 +52,24 @@ def check_batch_of_sequences(model, input_ids, inputs_embeds) -> None:
 
 # ----------------------------------------------------------------------------------------------- heads
 
+def linear_head(config: GPT2Config, n_out: int, *, use_bias: bool = True, name: str) -> Linear:
+    """A head's Linear(n_embd, n_out), initialised as the trunk is."""
+    return Linear(config.n_embd, n_out, config.initializer_range, use_bias=use_bias, name=name)
+
+
+class TFHeadModel(TFGPT2PreTrainedModel):
+    """What the five heads share: the trunk, TFGPT2Model, as `transformer` (the checkpoint's name), built first so
+    that the weights list the head's after it, as transformers does; and `num_labels`, the config's."""
+
+    def __init__(self, config: GPT2Config, **kwargs):
+        super().__init__(config, **kwargs)
+        self.transformer = TFGPT2Model(config, name="transformer")
+
+    @property
+    def num_labels(self) -> int:
+        return self.config.num_labels
+
+
 def lm_head(config: GPT2Config, wte) -> Linear:
     """The vocabulary projection: wte's weight itself when tied (no weight of its own), else a new initialised one.
     (gpt2_pt's VocabProjection picks a GEMM layout per row count; TF's one 2-D GEMM in Linear needs no choice.)"""
@@ -60,14 +78,13 @@ def lm_head(config: GPT2Config, wte) -> Linear:
                   name="lm_head")
 
 
-class TFGPT2LMHeadModel(TFGPT2PreTrainedModel):
+class TFGPT2LMHeadModel(TFHeadModel):
     """The body plus the vocabulary projection. `logits_to_keep=N` (transformers' name) computes the logits of
     the last N positions only (0: all of them); decoding asks for 1, which skips most of the LM head's work
     at the prompt."""
 
     def __init__(self, config: GPT2Config, **kwargs):
         super().__init__(config, **kwargs)
-        self.transformer = TFGPT2Model(config, name="transformer")
         self.lm_head = lm_head(config, self.transformer.wte)
         self.built = True
 
@@ -135,14 +152,13 @@ class SequenceSummary(keras.layers.Layer):
         return self.last_dropout(self.activation(x), training=training)
 
 
-class TFGPT2DoubleHeadsModel(TFGPT2PreTrainedModel):
+class TFGPT2DoubleHeadsModel(TFHeadModel):
     """The LM head plus a multiple-choice head. Inputs are (batch, num_choices, seq)."""
 
     def __init__(self, config: GPT2Config, **kwargs):
         # transformers sets num_labels = 1 on the config (one score per choice); we do it on a copy.
         config = dataclasses.replace(config, num_labels=1, id2label=None, label2id=None)
         super().__init__(config, **kwargs)
-        self.transformer = TFGPT2Model(config, name="transformer")
         self.lm_head = lm_head(config, self.transformer.wte)
         self.multiple_choice_head = SequenceSummary(config, name="multiple_choice_head")
         self.built = True
@@ -171,15 +187,12 @@ class TFGPT2DoubleHeadsModel(TFGPT2PreTrainedModel):
         return out if return_dict is not False else out.to_tuple()
 
 
-class TFGPT2ForSequenceClassification(TFGPT2PreTrainedModel):
+class TFGPT2ForSequenceClassification(TFHeadModel):
     """Classifies each sequence by its last token that is not `pad_token_id` (left or right padding)."""
 
     def __init__(self, config: GPT2Config, **kwargs):
         super().__init__(config, **kwargs)
-        self.num_labels = config.num_labels
-        self.transformer = TFGPT2Model(config, name="transformer")
-        self.score = Linear(config.n_embd, config.num_labels, config.initializer_range, use_bias=False,
-                            name="score")
+        self.score = linear_head(config, config.num_labels, use_bias=False, name="score")
         self.built = True
 
     @unpack_inputs
@@ -232,16 +245,14 @@ class TFGPT2ForSequenceClassification(TFGPT2PreTrainedModel):
                          f"multi_label_classification. Received: problem_type={problem_type!r}")
 
 
-class TFGPT2ForTokenClassification(TFGPT2PreTrainedModel):
+class TFGPT2ForTokenClassification(TFHeadModel):
     def __init__(self, config: GPT2Config, **kwargs):
         super().__init__(config, **kwargs)
-        self.num_labels = config.num_labels
-        self.transformer = TFGPT2Model(config, name="transformer")
         # transformers reads classifier_dropout, then hidden_dropout, else 0.1; both live in config.extra here.
         dropout = config.extra.get("classifier_dropout")
         dropout = config.extra.get("hidden_dropout") if dropout is None else dropout
         self.dropout = keras.layers.Dropout(0.1 if dropout is None else dropout)
-        self.classifier = Linear(config.n_embd, config.num_labels, config.initializer_range, name="classifier")
+        self.classifier = linear_head(config, config.num_labels, name="classifier")
         self.built = True
 
     @unpack_inputs
@@ -262,12 +273,10 @@ class TFGPT2ForTokenClassification(TFGPT2PreTrainedModel):
         return out if return_dict is not False else out.to_tuple()
 
 
-class TFGPT2ForQuestionAnswering(TFGPT2PreTrainedModel):
+class TFGPT2ForQuestionAnswering(TFHeadModel):
     def __init__(self, config: GPT2Config, **kwargs):
         super().__init__(config, **kwargs)
-        self.num_labels = config.num_labels
-        self.transformer = TFGPT2Model(config, name="transformer")
-        self.qa_outputs = Linear(config.n_embd, 2, config.initializer_range, name="qa_outputs")
+        self.qa_outputs = linear_head(config, 2, name="qa_outputs")
         self.built = True
 
     @unpack_inputs

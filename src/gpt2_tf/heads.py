@@ -23,7 +23,8 @@ from gpt2_core.config import GPT2Config
 from gpt2_core.outputs import (CausalLMOutputWithPast, GPT2DoubleHeadsModelOutput, QuestionAnsweringModelOutput,
                                   SequenceClassifierOutputWithPast, TokenClassifierOutput)
 
-from .modeling import Linear, TFGPT2Model, TFGPT2PreTrainedModel, _check_at_most, _dim, unpack_inputs
+from .input_checks import check_at_most, dim_of
+from .modeling import Linear, TFGPT2Model, TFGPT2PreTrainedModel, unpack_inputs
 
 # ----------------------------------------------------------------------------------------------- losses
 
@@ -206,12 +207,12 @@ class TFGPT2ForSequenceClassification(TFHeadModel):
                                 output_attentions=output_attentions, output_hidden_states=output_hidden_states,
                                 training=training)
         hidden = body.last_hidden_state  # (B, T, C)
-        B, T = _dim(hidden, 0), _dim(hidden, 1)
+        B, T = dim_of(hidden, 0), dim_of(hidden, 1)
         pad_token_id = self.config.pad_token_id
         if pad_token_id is None:
             message = "A batch of more than one sequence needs `pad_token_id` in the config to find each sequence's" \
                       " last token"
-            _check_at_most(B, 1, lambda: f"{message}. Received: batch size {B}, pad_token_id=None", message)
+            check_at_most(B, 1, lambda: f"{message}. Received: batch size {B}, pad_token_id=None", message)
         if pad_token_id is None or input_ids is None:  # inputs_embeds cannot show padding: take the last column
             last = tf.fill((B,), T - 1)
         else:

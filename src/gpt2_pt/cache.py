@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import torch
 
+from gpt2_core.cache_shapes import buffer_shape, past_in_buffer
 from gpt2_core.config import GPT2Config
 
 
@@ -22,10 +23,7 @@ class KVCache:
 
     def __init__(self, config: GPT2Config, batch_size: int, max_length: int, *, dtype: torch.dtype = torch.float32,
                  device: torch.device | str | None = None):
-        if max_length > config.n_positions:
-            raise ValueError(f"`max_length` should be at most n_positions={config.n_positions}. "
-                             f"Received: max_length={max_length}")
-        shape = (batch_size, config.n_head, max_length, config.head_dim)
+        shape = buffer_shape(config, batch_size, max_length)
         self.keys = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(config.n_layer)]
         self.values = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(config.n_layer)]
         self.length = 0
@@ -63,14 +61,11 @@ class KVCache:
     def from_tuple(cls, past, max_length: int) -> "KVCache":
         """A cache of `max_length` positions holding a tuple-of-pairs `past_key_values`."""
         cache = cls.__new__(cls)
-        batch, n_head, length, head_dim = past[0][0].shape
-        if length > max_length:
-            raise ValueError(f"`max_length` should be at least the past length {length}. "
-                             f"Received: max_length={max_length}")
+        shape, length = past_in_buffer(past, max_length)
         cache.keys, cache.values = [], []
         for key, value in past:
             for source, buffers in ((key, cache.keys), (value, cache.values)):
-                buffer = source.new_zeros((batch, n_head, max_length, head_dim))
+                buffer = source.new_zeros(shape)
                 buffer[:, :, :length] = source
                 buffers.append(buffer)
         cache.length = length

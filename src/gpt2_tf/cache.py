@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
+from gpt2_core.cache_shapes import buffer_shape, past_in_buffer
 from gpt2_core.config import GPT2Config
 
 
@@ -26,10 +27,7 @@ class KVCache:
     """
 
     def __init__(self, config: GPT2Config, batch_size: int, max_length: int, *, dtype="float32"):
-        if max_length > config.n_positions:
-            raise ValueError(f"`max_length` should be at most n_positions={config.n_positions}. "
-                             f"Received: max_length={max_length}")
-        shape = (batch_size, config.n_head, max_length, config.head_dim)
+        shape = buffer_shape(config, batch_size, max_length)
         self.keys = [tf.Variable(tf.zeros(shape, dtype), trainable=False) for _ in range(config.n_layer)]
         self.values = [tf.Variable(tf.zeros(shape, dtype), trainable=False) for _ in range(config.n_layer)]
         self.length = tf.Variable(0, dtype=tf.int32, trainable=False)
@@ -73,10 +71,7 @@ class KVCache:
     def from_tuple(cls, past, max_length: int) -> "KVCache":
         """A cache of `max_length` positions holding a tuple-of-pairs `past_key_values`."""
         cache = cls.__new__(cls)
-        batch, n_head, length, head_dim = past[0][0].shape
-        if length > max_length:
-            raise ValueError(f"`max_length` should be at least the past length {length}. "
-                             f"Received: max_length={max_length}")
+        _, length = past_in_buffer(past, max_length)
         pad = [[0, 0], [0, 0], [0, max_length - length], [0, 0]]
         cache.keys = [tf.Variable(tf.pad(k, pad), trainable=False) for k, _ in past]
         cache.values = [tf.Variable(tf.pad(v, pad), trainable=False) for _, v in past]

@@ -1,13 +1,12 @@
-"""Checkpoint files <-> numpy arrays: safetensors (memory-mapped, single or sharded), tf_model.h5, and writers.
+"""The weight files of a model <-> numpy arrays: which files a model directory or hub id holds, reading them all
+(single, sharded, pytorch_model.bin through a backend), and saving a state as model.safetensors or shards plus an
+index, as transformers does.
 
 Readers return arrays under the file's own names; `layouts.to_canonical` renames them. Nothing here imports a
 framework: pytorch_model.bin is a pickle only torch can read, so `read_weights` raises NeedsTorch for it and the
-backends finish with `state_from_torch_bin(paths, torch_load)`.
-
-safetensors headers are parsed and validated by the safetensors library. Two parts stay ours, for what the library
-cannot do in numpy (bench/bench_pt_load.py, bench/bench_safetensors.py): the data is memory-mapped (its numpy
-reader copies every tensor into memory and has no bfloat16), and the writer streams, casting one tensor at a time
-(its writer needs every cast tensor in memory at once).
+backends finish with `state_from_torch_bin(paths, torch_load)`. One file of each format is its own module's job:
+gpt2_core.safetensors_file (memory-mapped reads, streaming writes) and gpt2_core.keras_h5 (tf_model.h5); their
+functions, and the errors (gpt2_core.checkpoint_errors), import from here as before.
 
     >>> from gpt2_core import checkpoint, layouts
     >>> files = checkpoint.find_weights("gpt2")                                   # doctest: +SKIP
@@ -21,16 +20,16 @@ import json
 import logging
 import os
 import re
-import struct
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Mapping
 
 import numpy as np
-from safetensors import SafetensorError, safe_open
-
-from . import hub, layouts
-from .dtypes import BF16Array, bfloat16_bits, bfloat16_to_float32, cast, is_bfloat16
-from .io_utils import atomic_path, atomic_write_text
+from . import hub
+from .checkpoint_errors import CheckpointError, NeedsTorch, WeightsNotFoundError
+from .io_utils import atomic_write_text
+from .keras_h5 import H5_ATTR_LIMIT, KERAS_VERSION, read_tf_h5, write_tf_h5  # noqa: F401  (imported from here)
+from .safetensors_file import (BF16_MODES, check_bf16, read_safetensors, read_safetensors_header,  # noqa: F401
+                               stored_dtype, stored_nbytes, write_safetensors)
 
 logger = logging.getLogger(__name__)
 
@@ -50,23 +49,6 @@ KINDS = {
 }
 LAYOUT_OF_KIND = {"safetensors": "hf_pt", "safetensors_sharded": "hf_pt", "pytorch_bin": "hf_pt",
                   "pytorch_bin_sharded": "hf_pt", "tf_h5": "hf_tf"}
-
-
-class CheckpointError(OSError):
-    """A checkpoint file is missing, truncated or corrupt. `path` names the file, the message says what is wrong."""
-
-    def __init__(self, path, problem: str):
-        self.path = os.fspath(path) if path is not None else None
-        self.problem = problem
-        super().__init__(f"{self.path}: {problem}" if self.path else problem)
-
-
-class NeedsTorch(CheckpointError):
-    """The file is a torch pickle (pytorch_model.bin): only torch can read it."""
-
-
-class WeightsNotFoundError(CheckpointError):
-    """The model exists but holds none of the weight files we can use."""
 
 
 @dataclass(frozen=True)
@@ -149,7 +131,7 @@ def read_weights(files: WeightFiles | str | os.PathLike, *, bf16: str = "float32
     own bfloat16). tf_model.h5 datasets are memory-mapped too when stored contiguously. pytorch_model.bin raises
     NeedsTorch.
     """
-    _check_bf16(bf16)
+    check_bf16(bf16)
     if not isinstance(files, WeightFiles):
         files = find_weights(files) if os.path.isdir(files) else weight_files(files)
     if files.kind.startswith("pytorch_bin"):
@@ -163,81 +145,6 @@ def read_weights(files: WeightFiles | str | os.PathLike, *, bf16: str = "float32
     if files.kind == "tf_h5":
         return read_tf_h5(files.paths[0]), "hf_tf"
     raise ValueError(f"`files.kind` should be one of {', '.join(LAYOUT_OF_KIND)}. Received: {files.kind!r}")
-
-
-BF16_MODES = ("float32", "bits")  # how readers hand out bfloat16 tensors: upcast, or BF16Array views
-
-
-def _check_bf16(bf16: str) -> None:
-    if bf16 not in BF16_MODES:
-        raise ValueError(f"`bf16` should be one of {', '.join(BF16_MODES)}. Received: bf16={bf16!r}")
-
-
-# safetensors dtype codes -> numpy dtypes (little-endian). BF16 has no numpy dtype: it is read as uint16 bits.
-_ST_DTYPES = {
-    "F64": "<f8", "F32": "<f4", "F16": "<f2", "BF16": "<u2", "I64": "<i8", "I32": "<i4", "I16": "<i2", "I8": "i1",
-    "U64": "<u8", "U32": "<u4", "U16": "<u2", "U8": "u1", "BOOL": "?",
-}
-_NP_TO_ST = {np.dtype(v).newbyteorder("="): k for k, v in _ST_DTYPES.items() if k != "BF16"}
-_CAST_TO_ST = {"float32": "F32", "float16": "F16", "bfloat16": "BF16"}
-
-
-def read_safetensors_header(path) -> tuple[dict[str, Any], dict[str, str], int]:
-    """(tensor entries {name: {dtype, shape, data_offsets}} in file order, __metadata__, byte offset of the data) of
-    a safetensors file, as the safetensors library parses and validates it.
-
-    The library checks the header (JSON, dtypes, shapes, sizes) and that the tensors lie back to back in offset
-    order and fill the data exactly, so each tensor's offsets follow from the sizes before it. It does not hand out
-    the offsets themselves, which a memory map needs.
-    """
-    path = os.fspath(path)
-    try:
-        with safe_open(path, framework="numpy") as f:
-            metadata = f.metadata() or {}
-            layout = []
-            for name in f.offset_keys():
-                view = f.get_slice(name)
-                layout.append((name, view.get_dtype(), view.get_shape()))
-    except FileNotFoundError as e:
-        raise CheckpointError(path, "no such file") from e
-    except SafetensorError as e:  # its message says what is wrong; a truncated file fails "not fully covered"
-        raise CheckpointError(path, f"is not a valid safetensors file (truncated or corrupt?): {e}") from e
-    header = {}
-    offset = 0
-    for name, dtype, shape in layout:
-        if dtype not in _ST_DTYPES:
-            raise CheckpointError(path, f"tensor {name!r}: dtype {dtype!r} is not supported without torch "
-                                        f"(supported: {', '.join(_ST_DTYPES)})")
-        nbytes = int(np.prod(shape, dtype=np.int64)) * np.dtype(_ST_DTYPES[dtype]).itemsize
-        header[name] = {"dtype": dtype, "shape": list(shape), "data_offsets": [offset, offset + nbytes]}
-        offset += nbytes
-    return header, metadata, os.path.getsize(path) - offset
-
-
-def read_safetensors(path, names: Iterable[str] | None = None, *, bf16: str = "float32") -> dict[str, np.ndarray]:
-    """Every tensor of a safetensors file (or only `names`) as numpy arrays memory-mapped from the file (bfloat16:
-    see `read_weights`)."""
-    _check_bf16(bf16)
-    path = os.fspath(path)
-    header, _, data_start = read_safetensors_header(path)
-    if names is not None:
-        names = list(names)
-        absent = [n for n in names if n not in header]
-        if absent:
-            raise CheckpointError(path, f"has no tensor {', '.join(map(repr, absent))}")
-        header = {n: header[n] for n in names}
-    data_size = os.path.getsize(path) - data_start
-    # mode "c": copy-on-write pages, so callers may write into arrays without touching the file.
-    buffer = (np.memmap(path, dtype=np.uint8, mode="c", offset=data_start, shape=(data_size,)) if data_size
-              else np.zeros(0, np.uint8))
-    out = {}
-    for name, entry in header.items():
-        begin, end = entry["data_offsets"]
-        array = buffer[begin:end].view(_ST_DTYPES[entry["dtype"]]).reshape(entry["shape"])
-        if entry["dtype"] == "BF16":
-            array = array.view(BF16Array) if bf16 == "bits" else bfloat16_to_float32(array)
-        out[name] = array
-    return out
 
 
 def read_index(path) -> dict[str, Any]:
@@ -291,90 +198,6 @@ def _read_sharded(files: WeightFiles, bf16: str) -> dict[str, np.ndarray]:
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# tf_model.h5: the Keras 2 weights-file layout transformers-TF writes.
-#   root attrs:  layer_names = [b"transformer", ...] (top-level Keras layers), backend, keras_version
-#   /<layer>     attrs: weight_names = [b"<model>/<layer>/.../<w>:0", ...]; datasets at /<layer>/<weight name>
-#   /top_level_model_weights  weight_names = [] (an empty float64 array, as Keras writes it)
-# Keras splits a string-list attribute over `name0`, `name1`, ... when it passes HDF5's 64 KiB header limit.
-H5_ATTR_LIMIT = 64512
-KERAS_VERSION = "2.21.0"  # the tf-keras whose save_weights this layout reproduces (transformers-TF 4.57)
-
-
-def read_tf_h5(path) -> dict[str, np.ndarray]:
-    """Every weight of a Keras/transformers-TF .h5 weights file, under its full weight name."""
-    import h5py
-
-    path = os.fspath(path)
-    try:
-        f = h5py.File(path, "r")
-    except FileNotFoundError as e:
-        raise CheckpointError(path, "no such file") from e
-    except OSError as e:
-        raise CheckpointError(path, f"is not a readable HDF5 file (truncated or corrupt): {e}") from e
-    out: dict[str, np.ndarray] = {}
-    try:
-        with f:
-            layer_names = _h5_strings(f.attrs, "layer_names")
-            if layer_names is None:  # not written by Keras: take every group
-                layer_names = [k for k in f.keys() if isinstance(f[k], h5py.Group)]
-            for layer in [*layer_names, "top_level_model_weights"]:
-                if layer not in f:
-                    if layer == "top_level_model_weights":
-                        continue
-                    raise CheckpointError(path, f"lists layer {layer!r} in layer_names but has no such group")
-                group = f[layer]
-                names = _h5_strings(group.attrs, "weight_names")
-                if names is None:
-                    names = _h5_dataset_paths(group)
-                for name in names:
-                    if name not in group:
-                        raise CheckpointError(path, f"lists weight {name!r} but has no such dataset")
-                    out[name] = _h5_array(group[name], path)
-    except CheckpointError:
-        raise
-    except (OSError, KeyError, ValueError, RuntimeError) as e:
-        raise CheckpointError(path, f"could not be read (truncated or corrupt HDF5): {e}") from e
-    return out
-
-
-def _h5_dataset_paths(group) -> list[str]:
-    import h5py
-
-    paths: list[str] = []
-    group.visititems(lambda name, obj: paths.append(name) if isinstance(obj, h5py.Dataset) else None)
-    return paths
-
-
-def _h5_strings(attrs, name: str) -> list[str] | None:
-    if name in attrs:
-        values = list(attrs[name])
-    elif f"{name}0" in attrs:
-        values, i = [], 0
-        while f"{name}{i}" in attrs:
-            values += list(attrs[f"{name}{i}"])
-            i += 1
-    else:
-        return None
-    return [v.decode("utf-8") if isinstance(v, bytes) else str(v) for v in values]
-
-
-def _h5_array(dataset, path: str) -> np.ndarray:
-    # A contiguous, unfiltered dataset is plain bytes at a known offset: map it instead of reading it.
-    offset = dataset.id.get_offset()
-    plist = dataset.id.get_create_plist()
-    import h5py
-
-    mappable = (offset is not None and dataset.size > 0 and dataset.ndim > 0 and dataset.dtype.kind in "fiub"
-                and plist.get_layout() == h5py.h5d.CONTIGUOUS and plist.get_nfilters() == 0)
-    if not mappable:
-        return dataset[()]
-    nbytes = dataset.size * dataset.dtype.itemsize
-    if offset + nbytes > os.path.getsize(path):
-        raise CheckpointError(path, f"dataset {dataset.name!r} runs past the end of the file (truncated file)")
-    return np.memmap(path, dtype=dataset.dtype, mode="c", offset=offset, shape=dataset.shape)
-
-
-# ---------------------------------------------------------------------------------------------------------------
 # .bin (torch pickles), finished by a backend that has torch
 def state_from_torch_bin(paths: Iterable[str], torch_load: Callable[[str], Mapping[str, Any]], *,
                          convert: Callable[[Any], Any] | None = None, index: str | None = None) -> dict[str, Any]:
@@ -420,85 +243,6 @@ def _torch_to_numpy(value):
 
 # ---------------------------------------------------------------------------------------------------------------
 # Writing
-def stored_dtype(array, dtype: str | None = None) -> str:
-    """The safetensors dtype code ("F32", "BF16", ...) `array` is written as once floating tensors are cast to
-    `dtype` (None keeps them). Nothing is cast to find out. Raises ValueError for a dtype safetensors cannot hold."""
-    if is_bfloat16(array):
-        kind = "BF16"
-    else:
-        kind = _NP_TO_ST.get(np.dtype(array.dtype).newbyteorder("="))
-        if kind is None:
-            raise ValueError(f"dtype {array.dtype} cannot be stored in safetensors")
-    if dtype is not None and kind in ("F64", "F32", "F16", "BF16"):
-        if dtype not in _CAST_TO_ST:
-            raise ValueError(f"`dtype` should be one of {', '.join(_CAST_TO_ST)}. Received: dtype={dtype!r}")
-        kind = _CAST_TO_ST[dtype]
-    return kind
-
-
-def stored_nbytes(array, dtype: str | None = None) -> int:
-    """Bytes `array` takes in a safetensors file once cast to `dtype` (see `stored_dtype`)."""
-    return int(np.prod(np.shape(array), dtype=np.int64)) * np.dtype(_ST_DTYPES[stored_dtype(array, dtype)]).itemsize
-
-
-def write_safetensors(state: Mapping[str, np.ndarray], path, metadata: Mapping[str, str] | None = None, *,
-                      dtype: str | None = None, on_tensor: Callable[[str], None] | None = None) -> str:
-    """Write `state` as one safetensors file, atomically (a reader never sees a partial file).
-
-    Streams: the header needs only names, shapes and dtypes, so it is written first; then each tensor is read (a
-    memory map pages it in), cast to `dtype` when given (floating tensors only: "float32", "float16", "bfloat16"),
-    written and dropped. Peak memory stays near one tensor whatever the model's size. bfloat16 tensors are
-    `dtypes.BF16Array` bits or ml_dtypes arrays. `metadata` defaults to {"format": "pt"}, which transformers
-    expects. `on_tensor(name)` is called after each tensor (a progress bar).
-
-    Why not the safetensors library's writer: it takes every tensor up front, so a cast state must sit whole in
-    memory first. Writing gpt2-small cast to float16 grew peak RSS by 250 MB with it, 82 MB (the largest tensor)
-    here; uncast, both wrote the same bytes in the same time with no growth (bench/bench_safetensors.py).
-    """
-    path = os.fspath(path)
-    metadata = {"format": "pt"} if metadata is None else dict(metadata)
-    if not all(isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()):
-        raise ValueError(f"`metadata` should map strings to strings. Received: metadata={metadata!r}")
-    entries = {}
-    for name, value in state.items():
-        if not isinstance(name, str):
-            raise ValueError(f"Tensor names should be strings. Received: {name!r}")
-        array = np.asanyarray(value)
-        try:
-            kind = stored_dtype(array, dtype)
-        except ValueError as e:
-            raise ValueError(f"{name!r}: {e}") from e
-        entries[name] = (kind, list(array.shape))
-    itemsize = {kind: np.dtype(code).itemsize for kind, code in _ST_DTYPES.items()}
-    # Widest dtypes first, then by name (as the safetensors library does): every tensor starts aligned.
-    order = sorted(entries, key=lambda n: (-itemsize[entries[n][0]], n))
-    header: dict[str, Any] = {"__metadata__": metadata} if metadata else {}
-    offset = 0
-    for name in order:
-        kind, shape = entries[name]
-        nbytes = int(np.prod(shape, dtype=np.int64)) * itemsize[kind]
-        header[name] = {"dtype": kind, "shape": shape, "data_offsets": [offset, offset + nbytes]}
-        offset += nbytes
-    raw = json.dumps(header, separators=(",", ":")).encode("utf-8")
-    raw += b" " * (-len(raw) % 8)  # the data must start 8-byte aligned
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as f:
-            f.write(struct.pack("<Q", len(raw)))
-            f.write(raw)
-            for name in order:
-                f.write(_raw_bytes(cast(np.asanyarray(state[name]), dtype, name)))
-                if on_tensor is not None:
-                    on_tensor(name)
-    return path
-
-
-def _raw_bytes(array) -> memoryview:
-    """The tensor's bytes as safetensors stores them: C order, little-endian (no copy when already so)."""
-    data = bfloat16_bits(array) if is_bfloat16(array) else np.asarray(array)
-    data = np.ascontiguousarray(data, dtype=data.dtype.newbyteorder("<"))
-    return memoryview(data.reshape(-1).view(np.uint8))
-
-
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]i?b|b)?\s*$", re.IGNORECASE)
 _UNITS = {"b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
           "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
@@ -583,69 +327,3 @@ def save_weights(state: Mapping[str, np.ndarray], directory, *, max_shard_size: 
     return written
 
 
-def write_tf_h5(state: Mapping[str, np.ndarray], path, model_class_name: str, *, dtype: str | None = None,
-                on_tensor: Callable[[str], None] | None = None) -> str:
-    """Write hf_tf-named arrays as tf_model.h5 exactly as transformers-TF (tf-keras save_weights) lays it out.
-
-    Names may carry any Keras model prefix or none; the file gets the one of `model_class_name` (a head key or a
-    class name such as "TFGPT2LMHeadModel"). Weights are ordered as Keras orders them (state_dict order). Like
-    `write_safetensors`, tensors are cast to `dtype` ("float32" or "float16") one at a time; HDF5 has no bfloat16.
-    """
-    if dtype == "bfloat16":
-        raise ValueError("tf_model.h5 cannot hold bfloat16 (HDF5 has no such type and transformers-TF reads none). "
-                         "Received: dtype='bfloat16'")
-    import h5py
-
-    head = layouts.head_of(model_class_name)
-    model = layouts.KERAS_MODEL_NAMES[head]
-    strip = re.compile(layouts.TABLES["hf_tf"].model_prefix)
-    by_layer: dict[str, list[tuple[str, str]]] = {}  # layer -> [(name in the file, key in state)]
-    for key in state.keys():  # names only: values are read one at a time below (they may be lazy)
-        match = strip.match(key)
-        bare = key[match.end():] if match else key
-        if "/" not in bare or not bare.endswith(":0"):
-            raise ValueError(f"write_tf_h5 takes hf_tf weight names like 'transformer/wte/embeddings:0'. "
-                             f"Received: {key!r} (convert with layouts.from_canonical(state, 'hf_tf', ...))")
-        by_layer.setdefault(bare.split("/", 1)[0], []).append((f"{model}/{bare}", key))
-    layer_names = [n for n in layouts.KERAS_LAYERS[head] if n in by_layer]
-    layer_names += sorted(set(by_layer) - set(layer_names))
-    with atomic_path(path) as tmp:
-        with h5py.File(tmp, "w") as f:
-            _h5_put_strings(f.attrs, "layer_names", layer_names)
-            f.attrs["backend"] = b"tensorflow"
-            f.attrs["keras_version"] = KERAS_VERSION.encode()
-            for layer in sorted(layer_names):  # Keras creates the groups in name order
-                weights = sorted(by_layer[layer], key=lambda item: _keras_order(item[0]))
-                group = f.create_group(layer)
-                _h5_put_strings(group.attrs, "weight_names", [name for name, _ in weights])
-                for name, key in weights:
-                    array = cast(np.asanyarray(state[key]), dtype, key)
-                    if is_bfloat16(array):
-                        raise ValueError(f"{key!r} is bfloat16, which tf_model.h5 cannot hold: pass dtype='float32'")
-                    dataset = group.create_dataset(name, array.shape, dtype=array.dtype)
-                    if array.shape:
-                        dataset[:] = array
-                    else:
-                        dataset[()] = array
-                    if on_tensor is not None:
-                        on_tensor(key)
-            f.create_group("top_level_model_weights").attrs["weight_names"] = np.asarray([])
-    return os.fspath(path)
-
-
-def _keras_order(name: str) -> tuple:
-    canonical = layouts.canonical_name(name, "hf_tf")
-    return layouts.order_key(canonical) if canonical else (1, 0, 0)
-
-
-def _h5_put_strings(attrs, name: str, values: list[str]) -> None:
-    encoded = [v.encode("utf-8") for v in values]
-    packed = np.asarray(encoded)
-    if packed.nbytes <= H5_ATTR_LIMIT:
-        attrs[name] = encoded  # a list of bytes: h5py stores variable-length strings, as Keras does
-        return
-    chunks = 2
-    while any(c.nbytes > H5_ATTR_LIMIT for c in np.array_split(packed, chunks)):
-        chunks += 1
-    for i, chunk in enumerate(np.array_split(packed, chunks)):
-        attrs[f"{name}{i}"] = chunk

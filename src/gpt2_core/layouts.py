@@ -1,7 +1,9 @@
-"""Weight-name tables: our canonical names <-> the names and array layouts of each checkpoint format.
+"""Weight-name tables: our canonical names <-> the names and array layouts of each checkpoint format, and the check
+that a renamed state fits a model.
 
 Canonical names are the transformers PyTorch state_dict names (``transformer.h.0.attn.c_attn.weight``, ...) with
-the Conv1D (in, out) kernel layout. Each other layout is a table of rows ``(ours, theirs, transform)`` where
+the Conv1D (in, out) kernel layout; gpt2_core.parameters lists them per model class (and its names import from
+here as before). Each other layout is a table of rows ``(ours, theirs, transform)`` where
 ``{i}`` stands for the block index and the transform says how their array relates to ours. Nothing here looks at
 a name to decide what to do with an array: the tables decide.
 
@@ -14,7 +16,6 @@ a name to decide what to do with an array: the tables decide.
 
 from __future__ import annotations
 
-import functools
 import logging
 import re
 from dataclasses import dataclass
@@ -23,22 +24,15 @@ from typing import Mapping
 import numpy as np
 
 from .dtypes import BF16Array
+from .parameters import (BLOCK, HEADS, MODEL_CLASSES, PARAMETERS, TIED_TO,  # noqa: F401  (imported from here)
+                         class_name_from_config, expected_shapes, head_of, infer_head, order_key, pattern_regex)
 
 logger = logging.getLogger(__name__)
 
-HEADS = ("base", "lm", "double_heads", "seq_cls", "token_cls", "qa")
 LAYOUTS = ("hf_pt", "hf_tf", "openai_tf1")
 
-# The transformers class of each head. The TF classes carry a "TF" prefix; Keras names the model after the class
-# (tf_keras' to_snake_case), and transformers-TF writes that name in front of every weight name in tf_model.h5.
-MODEL_CLASSES = {
-    "base": "GPT2Model",
-    "lm": "GPT2LMHeadModel",
-    "double_heads": "GPT2DoubleHeadsModel",
-    "seq_cls": "GPT2ForSequenceClassification",
-    "token_cls": "GPT2ForTokenClassification",
-    "qa": "GPT2ForQuestionAnswering",
-}
+# Keras names a TF model after its class (tf_keras' to_snake_case of parameters.MODEL_CLASSES' names with the "TF"
+# prefix), and transformers-TF writes that name in front of every weight name in tf_model.h5.
 KERAS_MODEL_NAMES = {
     "base": "tfgpt2_model",
     "lm": "tfgpt2lm_head_model",
@@ -58,9 +52,6 @@ KERAS_LAYERS = {
     "qa": ("transformer", "qa_outputs"),
 }
 
-# A tied weight is not stored when absent: it is filled from its source (transformers ties lm_head to wte).
-TIED_TO = {"lm_head.weight": "transformer.wte.weight"}
-
 
 class CheckpointMismatchError(ValueError):
     """The checkpoint's tensors do not fit the model: lists every missing, unexpected and wrong-shape name."""
@@ -70,104 +61,6 @@ class CheckpointMismatchError(ValueError):
         self.missing = list(missing)
         self.unexpected = list(unexpected)
         self.wrong_shape = list(wrong_shape)  # (name, expected shape, got shape)
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# The canonical parameters: name pattern, shape in symbols, the heads that have it, the config flag it needs.
-# Shapes follow transformers: Conv1D weights are (in, out), nn.Linear weights (out, in).
-ALL = HEADS
-_BLOCK = "transformer.h.{i}."
-PARAMETERS = (
-    ("transformer.wte.weight", ("vocab", "embd"), ALL, None),
-    ("transformer.wpe.weight", ("positions", "embd"), ALL, None),
-    (_BLOCK + "ln_1.weight", ("embd",), ALL, None),
-    (_BLOCK + "ln_1.bias", ("embd",), ALL, None),
-    (_BLOCK + "attn.c_attn.weight", ("embd", "3embd"), ALL, None),
-    (_BLOCK + "attn.c_attn.bias", ("3embd",), ALL, None),
-    (_BLOCK + "attn.c_proj.weight", ("embd", "embd"), ALL, None),
-    (_BLOCK + "attn.c_proj.bias", ("embd",), ALL, None),
-    (_BLOCK + "ln_2.weight", ("embd",), ALL, None),
-    (_BLOCK + "ln_2.bias", ("embd",), ALL, None),
-    (_BLOCK + "crossattention.c_attn.weight", ("embd", "2embd"), ALL, "add_cross_attention"),
-    (_BLOCK + "crossattention.c_attn.bias", ("2embd",), ALL, "add_cross_attention"),
-    (_BLOCK + "crossattention.q_attn.weight", ("embd", "embd"), ALL, "add_cross_attention"),
-    (_BLOCK + "crossattention.q_attn.bias", ("embd",), ALL, "add_cross_attention"),
-    (_BLOCK + "crossattention.c_proj.weight", ("embd", "embd"), ALL, "add_cross_attention"),
-    (_BLOCK + "crossattention.c_proj.bias", ("embd",), ALL, "add_cross_attention"),
-    (_BLOCK + "ln_cross_attn.weight", ("embd",), ALL, "add_cross_attention"),
-    (_BLOCK + "ln_cross_attn.bias", ("embd",), ALL, "add_cross_attention"),
-    (_BLOCK + "mlp.c_fc.weight", ("embd", "inner"), ALL, None),
-    (_BLOCK + "mlp.c_fc.bias", ("inner",), ALL, None),
-    (_BLOCK + "mlp.c_proj.weight", ("inner", "embd"), ALL, None),
-    (_BLOCK + "mlp.c_proj.bias", ("embd",), ALL, None),
-    ("transformer.ln_f.weight", ("embd",), ALL, None),
-    ("transformer.ln_f.bias", ("embd",), ALL, None),
-    ("lm_head.weight", ("vocab", "embd"), ("lm", "double_heads"), None),
-    ("multiple_choice_head.summary.weight", ("summary", "embd"), ("double_heads",), "summary_use_proj"),
-    ("multiple_choice_head.summary.bias", ("summary",), ("double_heads",), "summary_use_proj"),
-    ("score.weight", ("labels", "embd"), ("seq_cls",), None),
-    ("classifier.weight", ("labels", "embd"), ("token_cls",), None),
-    ("classifier.bias", ("labels",), ("token_cls",), None),
-    ("qa_outputs.weight", ("2", "embd"), ("qa",), None),
-    ("qa_outputs.bias", ("2",), ("qa",), None),
-)
-
-
-def _dims(config) -> dict[str, int]:
-    embd = config.n_embd
-    return {
-        "vocab": config.vocab_size, "positions": config.n_positions, "embd": embd, "2embd": 2 * embd,
-        "3embd": 3 * embd, "inner": config.inner_dim, "labels": config.num_labels, "2": 2,
-        # GPT2DoubleHeadsModel sets num_labels = 1, so a projection "to labels" has one output.
-        "summary": 1 if config.summary_proj_to_labels else embd,
-    }
-
-
-def head_of(model_class: str) -> str:
-    """The head key for a head key or a transformers class name, with or without the TF prefix."""
-    if model_class in HEADS:
-        return model_class
-    name = model_class[2:] if model_class.startswith("TF") else model_class
-    for head, cls in MODEL_CLASSES.items():
-        if cls == name:
-            return head
-    raise ValueError(f"`model_class` should be one of {', '.join(HEADS)} or a GPT-2 model class name. "
-                     f"Received: model_class={model_class!r}")
-
-
-def expected_shapes(config, head: str = "lm") -> dict[str, tuple[int, ...]]:
-    """Canonical name -> shape of every parameter of the model class `head` (a key of HEADS or a class name).
-
-    `lm_head.weight` is listed for the LM heads even when tied; `check_state` fills it from wte when absent.
-    """
-    head = head_of(head)
-    dims = _dims(config)
-    out: dict[str, tuple[int, ...]] = {}
-    for pattern, shape, heads, flag in _in_state_dict_order(config.n_layer):
-        if head in heads and (flag is None or getattr(config, flag)):
-            out[pattern] = tuple(dims[d] for d in shape)
-    return out
-
-
-def _in_state_dict_order(n_layer: int):
-    """PARAMETERS with `{i}` filled, block by block, in the order of a transformers state_dict."""
-    block = [p for p in PARAMETERS if "{i}" in p[0]]
-    first = PARAMETERS.index(block[0])
-    yield from PARAMETERS[:first]
-    for i in range(n_layer):
-        for pattern, *rest in block:
-            yield (pattern.format(i=i), *rest)
-    yield from PARAMETERS[first + len(block):]
-
-
-def order_key(name: str) -> tuple:
-    """Sort key putting canonical names in state_dict order (wte, wpe, h.0..., h.1..., ln_f, heads)."""
-    for pos, (pattern, *_) in enumerate(PARAMETERS):
-        match = _pattern_regex(pattern).fullmatch(name)
-        if match:
-            block = int(match["i"]) if "{i}" in pattern else (-1 if pos < 2 else 1 << 30)
-            return (0, block, pos)
-    return (1, 0, 0)  # unknown names last, in their given order (sorted() is stable)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -245,14 +138,14 @@ def _hf_tf_rows():
         Row("transformer.wpe.weight", "transformer/wpe/embeddings:0"),
     ]
     for ours, theirs in (("ln_1", "ln_1"), ("ln_2", "ln_2"), ("ln_cross_attn", "ln_cross_attn")):
-        rows += [Row(f"{_BLOCK}{ours}.weight", f"{body}{theirs}/gamma:0"),
-                 Row(f"{_BLOCK}{ours}.bias", f"{body}{theirs}/beta:0")]
+        rows += [Row(f"{BLOCK}{ours}.weight", f"{body}{theirs}/gamma:0"),
+                 Row(f"{BLOCK}{ours}.bias", f"{body}{theirs}/beta:0")]
     # TFConv1D keeps the torch Conv1D (in, out) kernel but stores its bias as (1, out).
     for conv in ("attn.c_attn", "attn.c_proj", "crossattention.c_attn", "crossattention.q_attn",
                  "crossattention.c_proj", "mlp.c_fc", "mlp.c_proj"):
         path = conv.replace(".", "/")
-        rows += [Row(f"{_BLOCK}{conv}.weight", f"{body}{path}/weight:0"),
-                 Row(f"{_BLOCK}{conv}.bias", f"{body}{path}/bias:0", LEADING_ONE)]
+        rows += [Row(f"{BLOCK}{conv}.weight", f"{body}{path}/weight:0"),
+                 Row(f"{BLOCK}{conv}.bias", f"{body}{path}/bias:0", LEADING_ONE)]
     rows += [
         Row("transformer.ln_f.weight", "transformer/ln_f/gamma:0"),
         Row("transformer.ln_f.bias", "transformer/ln_f/beta:0"),
@@ -273,12 +166,12 @@ def _openai_tf1_rows():
     body = "model/h{i}/"
     rows = [Row("transformer.wte.weight", "model/wte"), Row("transformer.wpe.weight", "model/wpe")]
     for ln in ("ln_1", "ln_2"):
-        rows += [Row(f"{_BLOCK}{ln}.weight", f"{body}{ln}/g"), Row(f"{_BLOCK}{ln}.bias", f"{body}{ln}/b")]
+        rows += [Row(f"{BLOCK}{ln}.weight", f"{body}{ln}/g"), Row(f"{BLOCK}{ln}.bias", f"{body}{ln}/b")]
     # OpenAI's conv1d kernels are (1, in, out): a 1x1 convolution; biases are plain (out,).
     for conv in ("attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj"):
         path = conv.replace(".", "/")
-        rows += [Row(f"{_BLOCK}{conv}.weight", f"{body}{path}/w", LEADING_ONE),
-                 Row(f"{_BLOCK}{conv}.bias", f"{body}{path}/b")]
+        rows += [Row(f"{BLOCK}{conv}.weight", f"{body}{path}/w", LEADING_ONE),
+                 Row(f"{BLOCK}{conv}.bias", f"{body}{path}/b")]
     rows += [Row("transformer.ln_f.weight", "model/ln_f/g"), Row("transformer.ln_f.bias", "model/ln_f/b"),
              Row("lm_head.weight", None)]
     return tuple(rows)
@@ -296,11 +189,6 @@ TABLES: dict[str, Layout] = {
 
 
 # ---------------------------------------------------------------------------------------------------------------
-@functools.lru_cache(maxsize=None)
-def _pattern_regex(pattern: str) -> re.Pattern:
-    return re.compile(re.escape(pattern).replace(re.escape("{i}"), r"(?P<i>\d+)"))
-
-
 class _Index:
     """Row lookup by name in either direction: exact names in a dict, `{i}` patterns as regexes."""
 
@@ -312,7 +200,7 @@ class _Index:
             if name is None:
                 continue
             if "{i}" in name:
-                self.patterns.append((_pattern_regex(name), row))
+                self.patterns.append((pattern_regex(name), row))
             else:
                 self.exact.setdefault(name, row)
 
@@ -436,16 +324,6 @@ def convert(arrays: Mapping[str, np.ndarray], source: str, target: str, *, model
     return from_canonical(to_canonical(arrays, source), target, model_class=model_class)
 
 
-def infer_head(arrays: Mapping[str, np.ndarray]) -> str:
-    """The head whose head tensors appear among canonical `arrays` ("lm" when only lm_head; "base" when none)."""
-    names = set(arrays)
-    for head in ("double_heads", "seq_cls", "token_cls", "qa", "lm"):
-        own = {p for p, _, heads, _ in PARAMETERS if heads == (head,) or (head == "lm" and p == "lm_head.weight")}
-        if names & own:
-            return head
-    return "base"
-
-
 # ---------------------------------------------------------------------------------------------------------------
 def check_state(expected: Mapping[str, tuple], got: Mapping[str, np.ndarray], *, tied=("lm_head.weight",)
                 ) -> dict[str, np.ndarray]:
@@ -511,12 +389,3 @@ def fit_to_head(state: Mapping[str, np.ndarray], config, head: str, *, model_nam
         expected = {name: shape for name, shape in expected.items() if name not in absent}
     tied = ("lm_head.weight",) if config.tie_word_embeddings else ()
     return check_state(expected, state, tied=tied)
-
-
-def class_name_from_config(config) -> str:
-    """The PyTorch class name a config's `architectures` names (a "TF" prefix dropped), else GPT2LMHeadModel."""
-    for name in config.architectures or ():
-        name = name[2:] if name.startswith("TF") else name
-        if name in MODEL_CLASSES.values():
-            return name
-    return MODEL_CLASSES["lm"]

@@ -20,8 +20,8 @@ several times it on words seen before. Join the lists with `tok.eos_token_id` be
 `encode_batch(documents, num_workers=n)` adds n worker processes (only when asked for).
 
 This file is the call API. Beside it: the vocabulary and its ids (gpt2_core.vocabulary), added tokens
-(gpt2_core.added_tokens), files (gpt2_core.tokenizer_io), truncation, padding and tensors
-(gpt2_core.tokenizer_padding), worker processes (gpt2_core.tokenizer_parallel), and the encoding itself, with a
+(gpt2_core.added_tokens), files (gpt2_core.tokenizer_io), the call's output (BatchEncoding, importable here as
+before), its rows, truncation, padding and tensors (gpt2_core.tokenizer_padding), worker processes (gpt2_core.tokenizer_parallel), and the encoding itself, with a
 page on which path a text takes (gpt2_core.bpe).
 """
 
@@ -36,7 +36,7 @@ from .added_tokens import AddedEntry
 from .bpe import EOS_TOKEN, ByteLevelBPE, byte_level_to_bytes
 from .tokenizer_io import (GPT2_MAX_LENGTH, SETTINGS, SPECIAL_TOKEN_KEYS, TOKENIZER_FILES, VERY_LARGE_INTEGER,
                            read_tokenizer_files, token_content, write_tokenizer_files)
-from .tokenizer_padding import as_list, pad_rows, strategies, to_tensors, truncate
+from .tokenizer_padding import BatchEncoding, as_list, batch_encoding, input_rows, pad_rows, strategies
 from .tokenizer_parallel import WorkerPool, encode_serial
 from .vocabulary import Vocabulary
 
@@ -48,27 +48,6 @@ BUILTIN_NAMES = frozenset({
     "openai-community/gpt2", "openai-community/gpt2-medium", "openai-community/gpt2-large",
     "openai-community/gpt2-xl", "distilbert/distilgpt2",
 })
-
-
-class BatchEncoding(dict):
-    """What a tokenizer call returns: a dict (`enc["input_ids"]`) with attribute access (`enc.input_ids`)."""
-
-    def __getattr__(self, name: str):
-        try:
-            return self[name]
-        except KeyError:
-            raise AttributeError(f"BatchEncoding has no field {name!r}; it has {sorted(self)}") from None
-
-    @property
-    def data(self) -> dict:
-        return dict(self)
-
-    def to(self, device) -> "BatchEncoding":
-        """Move torch tensors to `device` (other values are left alone); returns self."""
-        for key, value in self.items():
-            if hasattr(value, "to") and hasattr(value, "device"):
-                self[key] = value.to(device)
-        return self
 
 
 class GPT2Tokenizer:
@@ -389,22 +368,9 @@ class GPT2Tokenizer:
         else:
             firsts = [(ids, None) for ids in encode_serial(self._encode_text, texts)]
             seconds = [(ids, None) for ids in encode_serial(self._encode_text, pairs)] if pairs is not None else None
-        rows = []
-        for k, (ids, offsets) in enumerate(firsts):
-            pair_ids, pair_offsets = seconds[k] if seconds is not None else (None, None)
-            if truncation_strategy is not None:
-                ids, offsets, pair_ids, pair_offsets = truncate(
-                    ids, offsets, pair_ids, pair_offsets, truncation_strategy, max_length, self.truncation_side)
-            row = {"input_ids": ids + pair_ids if pair_ids is not None else ids}
-            if return_token_type_ids:
-                row["token_type_ids"] = [0] * len(ids) + [1] * len(pair_ids or ())
-            if return_attention_mask is not False:
-                row["attention_mask"] = [1] * len(row["input_ids"])
-            if return_special_tokens_mask:
-                row["special_tokens_mask"] = [0] * len(row["input_ids"])
-            if return_offsets_mapping:
-                row["offset_mapping"] = offsets + pair_offsets if pair_offsets is not None else offsets
-            rows.append(row)
+        rows = input_rows(firsts, seconds, truncation_strategy, max_length, self.truncation_side,
+                          token_type_ids=return_token_type_ids, attention_mask=return_attention_mask is not False,
+                          special_tokens_mask=return_special_tokens_mask, offsets=return_offsets_mapping)
         if padding_strategy is not None:
             pad_rows(rows, padding_strategy, max_length, pad_to_multiple_of, padding_side or self.padding_side,
                      self.pad_token_id)
@@ -416,14 +382,8 @@ class GPT2Tokenizer:
         if return_length:
             for row in rows:
                 row["length"] = len(row["input_ids"])
-        keys = list(rows[0]) if rows else ["input_ids"] + (["attention_mask"] if return_attention_mask is not False
-                                                           else [])
-        data = {key: [row[key] for row in rows] for key in keys}
-        if return_tensors is not None:
-            return BatchEncoding(to_tensors(data, return_tensors))
-        if not batched:
-            data = {key: value[0] for key, value in data.items()}
-        return BatchEncoding(data)
+        empty = ["input_ids"] + (["attention_mask"] if return_attention_mask is not False else [])
+        return batch_encoding(rows, empty, return_tensors, single=not batched)
 
     def _strategies(self, padding, truncation, max_length, has_pair: bool):
         return strategies(padding, truncation, max_length, has_pair=has_pair,
@@ -463,11 +423,7 @@ class GPT2Tokenizer:
         if padding_strategy is not None:
             pad_rows(rows, padding_strategy, max_length, pad_to_multiple_of, padding_side or self.padding_side,
                      self.pad_token_id)
-        keys = list(rows[0]) if rows else list(data)
-        out = {key: [row[key] for row in rows] for key in keys}
-        if return_tensors is not None:
-            return BatchEncoding(to_tensors(out, return_tensors))
-        return BatchEncoding({k: v[0] for k, v in out.items()} if single else out)
+        return batch_encoding(rows, list(data), return_tensors, single=single)
 
     # -------------------------------------------------------------------------------------------- tokens
     def tokenize(self, text: str, pair: str | None = None, **_ignored) -> list[str]:

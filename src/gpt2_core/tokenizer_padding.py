@@ -1,4 +1,5 @@
-"""The shape of a tokenizer call's output: transformers' truncation and padding strategies, and tensors."""
+"""The shape of a tokenizer call's output: transformers' truncation and padding strategies, the rows of model inputs
+of each text (and pair), padding them, and BatchEncoding of lists or tensors."""
 
 from __future__ import annotations
 
@@ -41,6 +42,29 @@ def strategies(padding, truncation, max_length, *, has_pair: bool, model_max_len
     if truncation_strategy == "only_second" and not has_pair:
         raise ValueError("truncation='only_second' needs text_pair")
     return padding_strategy, truncation_strategy, max_length
+
+
+def input_rows(firsts, seconds, truncation_strategy: str | None, max_length: int | None, truncation_side: str, *,
+               token_type_ids: bool, attention_mask: bool, special_tokens_mask: bool, offsets: bool) -> list[dict]:
+    """One row of model inputs (a dict of lists) per text: `firsts` (and `seconds`, the pairs, or None) hold
+    (ids, offsets or None) per text; truncated together by `truncation_strategy` (None: not at all)."""
+    rows = []
+    for k, (ids, first_offsets) in enumerate(firsts):
+        pair_ids, pair_offsets = seconds[k] if seconds is not None else (None, None)
+        if truncation_strategy is not None:
+            ids, first_offsets, pair_ids, pair_offsets = truncate(
+                ids, first_offsets, pair_ids, pair_offsets, truncation_strategy, max_length, truncation_side)
+        row = {"input_ids": ids + pair_ids if pair_ids is not None else ids}
+        if token_type_ids:
+            row["token_type_ids"] = [0] * len(ids) + [1] * len(pair_ids or ())
+        if attention_mask:
+            row["attention_mask"] = [1] * len(row["input_ids"])
+        if special_tokens_mask:
+            row["special_tokens_mask"] = [0] * len(row["input_ids"])
+        if offsets:
+            row["offset_mapping"] = first_offsets + pair_offsets if pair_offsets is not None else first_offsets
+        rows.append(row)
+    return rows
 
 
 def truncate(ids, offsets, pair_ids, pair_offsets, strategy: str, max_length: int, side: str):
@@ -132,3 +156,35 @@ def to_tensors(data: dict[str, list], kind: str) -> dict[str, Any]:
 
         return {key: tf.constant(value, dtype=tf.int32) for key, value in data.items()}
     raise ValueError(f"return_tensors should be 'np', 'pt', 'tf' or None. Received: return_tensors={kind!r}")
+
+
+class BatchEncoding(dict):
+    """What a tokenizer call returns: a dict (`enc["input_ids"]`) with attribute access (`enc.input_ids`)."""
+
+    def __getattr__(self, name: str):
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(f"BatchEncoding has no field {name!r}; it has {sorted(self)}") from None
+
+    @property
+    def data(self) -> dict:
+        return dict(self)
+
+    def to(self, device) -> "BatchEncoding":
+        """Move torch tensors to `device` (other values are left alone); returns self."""
+        for key, value in self.items():
+            if hasattr(value, "to") and hasattr(value, "device"):
+                self[key] = value.to(device)
+        return self
+
+
+def batch_encoding(rows: list[dict], empty_keys: list[str], return_tensors: str | None, *, single: bool
+                   ) -> BatchEncoding:
+    """The rows as columns (`empty_keys` when there is no row): tensors of the `return_tensors` kind, else lists,
+    the one row's own lists when `single`."""
+    keys = list(rows[0]) if rows else empty_keys
+    data = {key: [row[key] for row in rows] for key in keys}
+    if return_tensors is not None:
+        return BatchEncoding(to_tensors(data, return_tensors))
+    return BatchEncoding({key: value[0] for key, value in data.items()} if single else data)

@@ -55,6 +55,26 @@ class VocabProjection(nn.Linear):
         return kernels.linear(x, self.weight)
 
 
+def linear_head(config: GPT2Config, n_out: int, *, bias: bool = True) -> nn.Linear:
+    """A head's nn.Linear(n_embd, n_out), initialised as the trunk is (not on the meta device)."""
+    head = nn.Linear(config.n_embd, n_out, bias=bias)
+    initialise(config, head)
+    return head
+
+
+class HeadModel(GPT2PreTrainedModel):
+    """What the five heads share: the trunk, GPT2Model, as `transformer` (the checkpoint's name), built first so
+    that state_dict() lists the head's tensors after it, as transformers does; and `num_labels`, the config's."""
+
+    def __init__(self, config: GPT2Config):
+        super().__init__(config)
+        self.transformer = GPT2Model(config)
+
+    @property
+    def num_labels(self) -> int:
+        return self.config.num_labels
+
+
 def lm_head(config: GPT2Config, wte: nn.Embedding) -> nn.Linear:
     """The vocabulary projection: wte itself when tied (no weight of its own), else a new initialised one."""
     if config.tie_word_embeddings:
@@ -66,14 +86,13 @@ def lm_head(config: GPT2Config, wte: nn.Embedding) -> nn.Linear:
     return head
 
 
-class GPT2LMHeadModel(GPT2PreTrainedModel):
+class GPT2LMHeadModel(HeadModel):
     """The body plus the vocabulary projection. `logits_to_keep=N` (transformers' name) computes the logits of
     the last N positions only (0: all of them); decoding asks for 1, which skips most of the LM head's work
     at the prompt."""
 
     def __init__(self, config: GPT2Config):
         super().__init__(config)
-        self.transformer = GPT2Model(config)
         self.lm_head = lm_head(config, self.transformer.wte)
 
     def forward(self, input_ids=None, past_key_values=None, attention_mask=None, token_type_ids=None,
@@ -134,14 +153,13 @@ class SequenceSummary(nn.Module):
         return self.last_dropout(self.activation(self.summary(self.first_dropout(x))))
 
 
-class GPT2DoubleHeadsModel(GPT2PreTrainedModel):
+class GPT2DoubleHeadsModel(HeadModel):
     """The LM head plus a multiple-choice head. Inputs are (batch, num_choices, seq)."""
 
     def __init__(self, config: GPT2Config):
         # transformers sets num_labels = 1 on the config (one score per choice); we do it on a copy.
         config = dataclasses.replace(config, num_labels=1, id2label=None, label2id=None)
         super().__init__(config)
-        self.transformer = GPT2Model(config)
         self.lm_head = lm_head(config, self.transformer.wte)
         self.multiple_choice_head = SequenceSummary(config)
         initialise(config, self.multiple_choice_head)
@@ -164,15 +182,12 @@ class GPT2DoubleHeadsModel(GPT2PreTrainedModel):
         return out if return_dict is not False else out.to_tuple()
 
 
-class GPT2ForSequenceClassification(GPT2PreTrainedModel):
+class GPT2ForSequenceClassification(HeadModel):
     """Classifies each sequence by its last token that is not `pad_token_id` (left or right padding)."""
 
     def __init__(self, config: GPT2Config):
         super().__init__(config)
-        self.num_labels = config.num_labels
-        self.transformer = GPT2Model(config)
-        self.score = nn.Linear(config.n_embd, config.num_labels, bias=False)
-        initialise(config, self.score)
+        self.score = linear_head(config, config.num_labels, bias=False)
 
     def forward(self, input_ids=None, past_key_values=None, attention_mask=None, token_type_ids=None,
                 position_ids=None, inputs_embeds=None, labels=None, use_cache=None, output_attentions=None,
@@ -217,17 +232,14 @@ class GPT2ForSequenceClassification(GPT2PreTrainedModel):
                          f"multi_label_classification. Received: problem_type={problem_type!r}")
 
 
-class GPT2ForTokenClassification(GPT2PreTrainedModel):
+class GPT2ForTokenClassification(HeadModel):
     def __init__(self, config: GPT2Config):
         super().__init__(config)
-        self.num_labels = config.num_labels
-        self.transformer = GPT2Model(config)
         # transformers reads classifier_dropout, then hidden_dropout, else 0.1; both live in config.extra here.
         dropout = config.extra.get("classifier_dropout")
         dropout = config.extra.get("hidden_dropout") if dropout is None else dropout
         self.dropout = nn.Dropout(0.1 if dropout is None else dropout)
-        self.classifier = nn.Linear(config.n_embd, config.num_labels)
-        initialise(config, self.classifier)
+        self.classifier = linear_head(config, config.num_labels)
 
     def forward(self, input_ids=None, past_key_values=None, attention_mask=None, token_type_ids=None,
                 position_ids=None, inputs_embeds=None, labels=None, use_cache=None, output_attentions=None,
@@ -243,13 +255,10 @@ class GPT2ForTokenClassification(GPT2PreTrainedModel):
         return out if return_dict is not False else out.to_tuple()
 
 
-class GPT2ForQuestionAnswering(GPT2PreTrainedModel):
+class GPT2ForQuestionAnswering(HeadModel):
     def __init__(self, config: GPT2Config):
         super().__init__(config)
-        self.num_labels = config.num_labels
-        self.transformer = GPT2Model(config)
-        self.qa_outputs = nn.Linear(config.n_embd, 2)
-        initialise(config, self.qa_outputs)
+        self.qa_outputs = linear_head(config, 2)
 
     def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
                 inputs_embeds=None, start_positions=None, end_positions=None, output_attentions=None,

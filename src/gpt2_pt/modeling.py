@@ -1,8 +1,9 @@
-"""GPT-2's trunk in PyTorch: the KV cache, Conv1D, Attention, MLP, Block, GPT2Model and its input checks.
+"""GPT-2's trunk in PyTorch: Conv1D, Attention, MLP, Block and GPT2Model.
 
 Module attribute names equal the transformers names, so `state_dict()` keys and shapes equal those of
-transformers' GPT-2 classes and loading a checkpoint is a copy plus a check (see loading.py). The heads live in
-heads.py (and import here as before). gpt2_tf/modeling.py mirrors this file block by block.
+transformers' GPT-2 classes and loading a checkpoint is a copy plus a check (see loading.py). Beside it, each
+importable from here as before: the KV cache (cache.py), GPT2Model's input checks (input_checks.py) and the heads
+(heads.py). gpt2_tf/modeling.py mirrors this file block by block, as each of those files mirrors its twin.
 
     >>> import torch
     >>> from gpt2_pt import GPT2Config, GPT2LMHeadModel
@@ -24,6 +25,8 @@ from gpt2_core.config import GPT2Config
 from gpt2_core.outputs import BaseModelOutputWithPast
 
 from . import kernels
+from .cache import KVCache
+from .input_checks import check_inputs
 
 _GELU_A = 2 * math.sqrt(2 / math.pi)  # 0.5 * (1 + tanh(z)) == sigmoid(2 z)
 _GELU_B = _GELU_A * 0.044715
@@ -58,77 +61,6 @@ ACT2FN = {
     "sigmoid": torch.sigmoid,
     "linear": lambda x: x,
 }
-
-
-# ----------------------------------------------------------------------------------------------- cache
-
-class KVCache:
-    """Preallocated keys and values for fast decoding, written in place.
-
-    Per layer one key and one value buffer of shape (batch, n_head, max_length, head_dim); `length` positions are
-    filled. Passed as `past_key_values`, a forward writes its T new keys/values at [length, length + T), attends
-    over [0, length + T), advances `length` by T and returns this same object as `past_key_values`.
-
-        >>> cache = KVCache(model.config, batch_size=1, max_length=64)
-        >>> out = model(prompt_ids, past_key_values=cache)             # cache.length == prompt length
-        >>> out = model(next_ids, past_key_values=cache)               # one more
-    """
-
-    def __init__(self, config: GPT2Config, batch_size: int, max_length: int, *, dtype: torch.dtype = torch.float32,
-                 device: torch.device | str | None = None):
-        if max_length > config.n_positions:
-            raise ValueError(f"`max_length` should be at most n_positions={config.n_positions}. "
-                             f"Received: max_length={max_length}")
-        shape = (batch_size, config.n_head, max_length, config.head_dim)
-        self.keys = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(config.n_layer)]
-        self.values = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(config.n_layer)]
-        self.length = 0
-
-    @property
-    def batch_size(self) -> int:
-        return self.keys[0].size(0)
-
-    @property
-    def max_length(self) -> int:
-        return self.keys[0].size(2)
-
-    def update(self, layer_idx: int, key: torch.Tensor, value: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Write (B, nh, T, hd) new keys/values after the filled part; return views of all keys/values so far."""
-        end = self.length + key.size(2)
-        self.keys[layer_idx][:, :, self.length:end] = key
-        self.values[layer_idx][:, :, self.length:end] = value
-        return self.keys[layer_idx][:, :, :end], self.values[layer_idx][:, :, :end]
-
-    def to_tuple(self) -> tuple[tuple[torch.Tensor, torch.Tensor], ...]:
-        """The filled part as the tuple-of-pairs `past_key_values` (views, not copies)."""
-        return tuple((k[:, :, :self.length], v[:, :, :self.length]) for k, v in zip(self.keys, self.values))
-
-    def reorder(self, index: torch.Tensor) -> None:
-        """Select (and repeat) batch rows, as beam search does after each step (in place when the batch size stays:
-        only the filled part is copied)."""
-        if index.numel() != self.batch_size:
-            self.keys = [k.index_select(0, index) for k in self.keys]
-            self.values = [v.index_select(0, index) for v in self.values]
-            return
-        for buffer in (*self.keys, *self.values):
-            buffer[:, :, :self.length] = buffer[:, :, :self.length].index_select(0, index)
-
-    @classmethod
-    def from_tuple(cls, past, max_length: int) -> "KVCache":
-        """A cache of `max_length` positions holding a tuple-of-pairs `past_key_values`."""
-        cache = cls.__new__(cls)
-        batch, n_head, length, head_dim = past[0][0].shape
-        if length > max_length:
-            raise ValueError(f"`max_length` should be at least the past length {length}. "
-                             f"Received: max_length={max_length}")
-        cache.keys, cache.values = [], []
-        for key, value in past:
-            for source, buffers in ((key, cache.keys), (value, cache.values)):
-                buffer = source.new_zeros((batch, n_head, max_length, head_dim))
-                buffer[:, :, :length] = source
-                buffers.append(buffer)
-        cache.length = length
-        return cache
 
 
 # ----------------------------------------------------------------------------------------------- the model
@@ -347,7 +279,7 @@ class GPT2Model(GPT2PreTrainedModel):
             inputs_embeds = inputs_embeds.reshape(-1, *inputs_embeds.shape[-2:])
         cache = past_key_values if isinstance(past_key_values, KVCache) else None
         layer_pasts = past_key_values if cache is None and past_key_values is not None else (None,) * len(self.h)
-        B, T, P = _check_inputs(self.config, input_ids, inputs_embeds, past_key_values, attention_mask,
+        B, T, P = check_inputs(self.config, input_ids, inputs_embeds, past_key_values, attention_mask,
                                 token_type_ids, position_ids)
 
         if position_ids is None:
@@ -384,74 +316,6 @@ class GPT2Model(GPT2PreTrainedModel):
             hidden_states=tuple(all_hidden) if output_hidden_states else None,
             attentions=tuple(all_weights) if output_attentions else None)
         return out if return_dict is not False else out.to_tuple()
-
-
-def _check_inputs(config, input_ids, inputs_embeds, past_key_values, attention_mask, token_type_ids, position_ids):
-    """Raise ValueError naming the first input that cannot go through the model; return (batch, new, past) lengths."""
-    if input_ids is not None:
-        if input_ids.is_floating_point() or input_ids.dtype == torch.bool:
-            raise ValueError(f"`input_ids` should hold integers. Received: dtype={input_ids.dtype}")
-        B, T = input_ids.shape
-    else:
-        if inputs_embeds.dim() != 3 or inputs_embeds.size(-1) != config.n_embd:
-            raise ValueError(f"`inputs_embeds` should have shape (batch, seq, n_embd={config.n_embd}). "
-                             f"Received: shape={tuple(inputs_embeds.shape)}")
-        B, T = inputs_embeds.shape[:2]
-    if input_ids is not None:
-        _check_ids("input_ids", input_ids, config.vocab_size)
-
-    P = 0
-    if isinstance(past_key_values, KVCache):
-        P = past_key_values.length
-        n_layer, (cb, ch, cmax, cd) = len(past_key_values.keys), past_key_values.keys[0].shape
-        if (n_layer, cb, ch, cd) != (config.n_layer, B, config.n_head, config.head_dim):
-            raise ValueError(f"`past_key_values` KVCache should hold {config.n_layer} layers of (batch={B}, "
-                             f"n_head={config.n_head}, ..., head_dim={config.head_dim}). Received: {n_layer} layers "
-                             f"of {(cb, ch, cmax, cd)}")
-        if P + T > cmax:
-            raise ValueError(f"The KVCache holds max_length={cmax} positions; past {P} + new {T} do not fit")
-    elif past_key_values is not None:
-        P = _check_past(config, past_key_values, B)
-    if P + T > config.n_positions:
-        raise ValueError(f"past length + new length should be at most n_positions={config.n_positions}. "
-                         f"Received: past {P} + new {T} = {P + T}")
-
-    if attention_mask is not None and tuple(attention_mask.shape) != (B, P + T):
-        raise ValueError(f"`attention_mask` should have shape (batch, past + new) = {(B, P + T)}. "
-                         f"Received: shape={tuple(attention_mask.shape)}")
-    if token_type_ids is not None:
-        if tuple(token_type_ids.shape) != (B, T):
-            raise ValueError(f"`token_type_ids` should have shape {(B, T)}. "
-                             f"Received: shape={tuple(token_type_ids.shape)}")
-        _check_ids("token_type_ids", token_type_ids, config.vocab_size)
-    if position_ids is not None:
-        if position_ids.size(-1) != T or position_ids.size(0) not in (1, B):
-            raise ValueError(f"`position_ids` should have shape (batch or 1, {T}). "
-                             f"Received: shape={tuple(position_ids.shape)}")
-        _check_ids("position_ids", position_ids, config.n_positions)
-    return B, T, P
-
-
-def _check_ids(name, ids, limit):
-    if ids.is_meta:  # shapes only (a model built on the meta device): no values to check
-        return
-    low, high = int(ids.min()), int(ids.max())
-    if low < 0 or high >= limit:
-        raise ValueError(f"`{name}` should lie in [0, {limit}). Received: values from {low} to {high}")
-
-
-def _check_past(config, past_key_values, B):
-    if len(past_key_values) != config.n_layer:
-        raise ValueError(f"`past_key_values` should hold one (key, value) pair per layer ({config.n_layer}). "
-                         f"Received: {len(past_key_values)} entries")
-    P = past_key_values[0][0].size(-2) if past_key_values[0][0].dim() == 4 else -1
-    expected = (B, config.n_head, P, config.head_dim)
-    for i, pair in enumerate(past_key_values):
-        shapes = [tuple(t.shape) for t in pair]
-        if len(shapes) != 2 or any(s != expected for s in shapes):
-            raise ValueError(f"`past_key_values[{i}]` should be (key, value), each of shape (batch, n_head, past, "
-                             f"head_dim) = {expected}. Received: shapes {shapes}")
-    return P
 
 
 HEADS = ("GPT2LMHeadModel", "GPT2DoubleHeadsModel", "GPT2ForSequenceClassification", "GPT2ForTokenClassification",

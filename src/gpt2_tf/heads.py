@@ -23,7 +23,8 @@ from gpt2_core.config import GPT2Config
 from gpt2_core.outputs import (CausalLMOutputWithPast, GPT2DoubleHeadsModelOutput, QuestionAnsweringModelOutput,
                                   SequenceClassifierOutputWithPast, TokenClassifierOutput)
 
-from .modeling import Linear, TFGPT2Model, TFGPT2PreTrainedModel, _check_at_most, _dim, unpack_inputs
+from .input_checks import check_at_most, dim_of
+from .modeling import Linear, TFGPT2Model, TFGPT2PreTrainedModel, unpack_inputs
 
 # ----------------------------------------------------------------------------------------------- losses
 
@@ -52,6 +53,24 @@ def check_batch_of_sequences(model, input_ids, inputs_embeds) -> None:
 
 # ----------------------------------------------------------------------------------------------- heads
 
+def linear_head(config: GPT2Config, n_out: int, *, use_bias: bool = True, name: str) -> Linear:
+    """A head's Linear(n_embd, n_out), initialised as the trunk is."""
+    return Linear(config.n_embd, n_out, config.initializer_range, use_bias=use_bias, name=name)
+
+
+class TFHeadModel(TFGPT2PreTrainedModel):
+    """What the five heads share: the trunk, TFGPT2Model, as `transformer` (the checkpoint's name), built first so
+    that the weights list the head's after it, as transformers does; and `num_labels`, the config's."""
+
+    def __init__(self, config: GPT2Config, **kwargs):
+        super().__init__(config, **kwargs)
+        self.transformer = TFGPT2Model(config, name="transformer")
+
+    @property
+    def num_labels(self) -> int:
+        return self.config.num_labels
+
+
 def lm_head(config: GPT2Config, wte) -> Linear:
     """The vocabulary projection: wte's weight itself when tied (no weight of its own), else a new initialised one.
     (gpt2_pt's VocabProjection picks a GEMM layout per row count; TF's one 2-D GEMM in Linear needs no choice.)"""
@@ -60,14 +79,13 @@ def lm_head(config: GPT2Config, wte) -> Linear:
                   name="lm_head")
 
 
-class TFGPT2LMHeadModel(TFGPT2PreTrainedModel):
+class TFGPT2LMHeadModel(TFHeadModel):
     """The body plus the vocabulary projection. `logits_to_keep=N` (transformers' name) computes the logits of
     the last N positions only (0: all of them); decoding asks for 1, which skips most of the LM head's work
     at the prompt."""
 
     def __init__(self, config: GPT2Config, **kwargs):
         super().__init__(config, **kwargs)
-        self.transformer = TFGPT2Model(config, name="transformer")
         self.lm_head = lm_head(config, self.transformer.wte)
         self.built = True
 
@@ -135,14 +153,13 @@ class SequenceSummary(keras.layers.Layer):
         return self.last_dropout(self.activation(x), training=training)
 
 
-class TFGPT2DoubleHeadsModel(TFGPT2PreTrainedModel):
+class TFGPT2DoubleHeadsModel(TFHeadModel):
     """The LM head plus a multiple-choice head. Inputs are (batch, num_choices, seq)."""
 
     def __init__(self, config: GPT2Config, **kwargs):
         # transformers sets num_labels = 1 on the config (one score per choice); we do it on a copy.
         config = dataclasses.replace(config, num_labels=1, id2label=None, label2id=None)
         super().__init__(config, **kwargs)
-        self.transformer = TFGPT2Model(config, name="transformer")
         self.lm_head = lm_head(config, self.transformer.wte)
         self.multiple_choice_head = SequenceSummary(config, name="multiple_choice_head")
         self.built = True
@@ -171,15 +188,12 @@ class TFGPT2DoubleHeadsModel(TFGPT2PreTrainedModel):
         return out if return_dict is not False else out.to_tuple()
 
 
-class TFGPT2ForSequenceClassification(TFGPT2PreTrainedModel):
+class TFGPT2ForSequenceClassification(TFHeadModel):
     """Classifies each sequence by its last token that is not `pad_token_id` (left or right padding)."""
 
     def __init__(self, config: GPT2Config, **kwargs):
         super().__init__(config, **kwargs)
-        self.num_labels = config.num_labels
-        self.transformer = TFGPT2Model(config, name="transformer")
-        self.score = Linear(config.n_embd, config.num_labels, config.initializer_range, use_bias=False,
-                            name="score")
+        self.score = linear_head(config, config.num_labels, use_bias=False, name="score")
         self.built = True
 
     @unpack_inputs
@@ -193,12 +207,12 @@ class TFGPT2ForSequenceClassification(TFGPT2PreTrainedModel):
                                 output_attentions=output_attentions, output_hidden_states=output_hidden_states,
                                 training=training)
         hidden = body.last_hidden_state  # (B, T, C)
-        B, T = _dim(hidden, 0), _dim(hidden, 1)
+        B, T = dim_of(hidden, 0), dim_of(hidden, 1)
         pad_token_id = self.config.pad_token_id
         if pad_token_id is None:
             message = "A batch of more than one sequence needs `pad_token_id` in the config to find each sequence's" \
                       " last token"
-            _check_at_most(B, 1, lambda: f"{message}. Received: batch size {B}, pad_token_id=None", message)
+            check_at_most(B, 1, lambda: f"{message}. Received: batch size {B}, pad_token_id=None", message)
         if pad_token_id is None or input_ids is None:  # inputs_embeds cannot show padding: take the last column
             last = tf.fill((B,), T - 1)
         else:
@@ -232,16 +246,14 @@ class TFGPT2ForSequenceClassification(TFGPT2PreTrainedModel):
                          f"multi_label_classification. Received: problem_type={problem_type!r}")
 
 
-class TFGPT2ForTokenClassification(TFGPT2PreTrainedModel):
+class TFGPT2ForTokenClassification(TFHeadModel):
     def __init__(self, config: GPT2Config, **kwargs):
         super().__init__(config, **kwargs)
-        self.num_labels = config.num_labels
-        self.transformer = TFGPT2Model(config, name="transformer")
         # transformers reads classifier_dropout, then hidden_dropout, else 0.1; both live in config.extra here.
         dropout = config.extra.get("classifier_dropout")
         dropout = config.extra.get("hidden_dropout") if dropout is None else dropout
         self.dropout = keras.layers.Dropout(0.1 if dropout is None else dropout)
-        self.classifier = Linear(config.n_embd, config.num_labels, config.initializer_range, name="classifier")
+        self.classifier = linear_head(config, config.num_labels, name="classifier")
         self.built = True
 
     @unpack_inputs
@@ -262,12 +274,10 @@ class TFGPT2ForTokenClassification(TFGPT2PreTrainedModel):
         return out if return_dict is not False else out.to_tuple()
 
 
-class TFGPT2ForQuestionAnswering(TFGPT2PreTrainedModel):
+class TFGPT2ForQuestionAnswering(TFHeadModel):
     def __init__(self, config: GPT2Config, **kwargs):
         super().__init__(config, **kwargs)
-        self.num_labels = config.num_labels
-        self.transformer = TFGPT2Model(config, name="transformer")
-        self.qa_outputs = Linear(config.n_embd, 2, config.initializer_range, name="qa_outputs")
+        self.qa_outputs = linear_head(config, 2, name="qa_outputs")
         self.built = True
 
     @unpack_inputs

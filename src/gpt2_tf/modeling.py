@@ -1,5 +1,6 @@
-"""GPT-2's trunk in Keras 3 on TensorFlow: the KV cache, the leaf layers, Attention, MLP, Block, TFGPT2Model and
-its input checks. The heads live in heads.py (and import here as before).
+"""GPT-2's trunk in Keras 3 on TensorFlow: the leaf layers, Attention, MLP, Block and TFGPT2Model. Beside it, each
+importable from here as before: the KV cache (cache.py), TFGPT2Model's input checks (input_checks.py) and the heads
+(heads.py).
 
 Module attribute names equal the transformers names and every weight has its PyTorch shape (Conv1D (in, out),
 Linear (out, in)), so the canonical weight names and shapes equal those of transformers' GPT-2 classes and loading
@@ -31,6 +32,8 @@ import tensorflow as tf
 from gpt2_core.config import GPT2Config
 from gpt2_core.outputs import BaseModelOutputWithPast, ModelOutput
 
+from .cache import KVCache
+from .input_checks import check_inputs, known
 from .tf_internals import in_xla_compilation, optimization_barrier
 
 # transformers' ACT2FN, name for name. The four tanh approximations of GELU are one function (they differ only in
@@ -52,83 +55,6 @@ ACT2FN = {
     "sigmoid": tf.sigmoid,
     "linear": lambda x: x,
 }
-
-
-# ----------------------------------------------------------------------------------------------- cache
-
-class KVCache:
-    """Preallocated keys and values for fast decoding, written in place.
-
-    Per layer one key and one value buffer of shape (batch, n_head, max_length, head_dim), tf.Variables outside
-    any model's weights; `length` (an int32 tf.Variable) positions are filled. Passed as `past_key_values`, a
-    call writes its T new keys/values at [length, length + T), attends over the whole buffer with the keys from
-    length + T on masked, advances `length` by T and returns this same object as `past_key_values`. Shapes never
-    depend on `length`, so one program traced under tf.function(jit_compile=True) serves every position (the
-    framework reason this differs from gpt2_pt's KVCache, which slices to the filled part). For the same reason
-    `attention_mask` may cover the whole buffer, (batch, max_length), as well as (batch, length + T).
-
-        >>> cache = KVCache(model.config, batch_size=1, max_length=64)
-        >>> out = model(prompt_ids, past_key_values=cache)             # int(cache.length) == prompt length
-        >>> out = model(next_ids, past_key_values=cache)               # one more
-    """
-
-    def __init__(self, config: GPT2Config, batch_size: int, max_length: int, *, dtype="float32"):
-        if max_length > config.n_positions:
-            raise ValueError(f"`max_length` should be at most n_positions={config.n_positions}. "
-                             f"Received: max_length={max_length}")
-        shape = (batch_size, config.n_head, max_length, config.head_dim)
-        self.keys = [tf.Variable(tf.zeros(shape, dtype), trainable=False) for _ in range(config.n_layer)]
-        self.values = [tf.Variable(tf.zeros(shape, dtype), trainable=False) for _ in range(config.n_layer)]
-        self.length = tf.Variable(0, dtype=tf.int32, trainable=False)
-
-    @property
-    def batch_size(self) -> int:
-        return self.keys[0].shape[0]
-
-    @property
-    def max_length(self) -> int:
-        return self.keys[0].shape[2]
-
-    def update(self, layer_idx: int, key: tf.Tensor, value: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        """Write (B, nh, T, hd) new keys/values at [length, length + T); return the whole buffers (B, nh,
-        max_length, hd): the caller masks the keys from length + T on."""
-        B, H, T = self.batch_size, self.keys[0].shape[1], tf.shape(key)[2]
-        # where each new (row, head, t) goes: [row, head, length + t], one scatter for any T
-        rows, heads, steps = tf.meshgrid(tf.range(B), tf.range(H), tf.range(T) + self.length, indexing="ij")
-        at = tf.stack([rows, heads, steps], axis=-1)  # (B, nh, T, 3)
-        self.keys[layer_idx].scatter_nd_update(at, tf.cast(key, self.keys[layer_idx].dtype))
-        self.values[layer_idx].scatter_nd_update(at, tf.cast(value, self.values[layer_idx].dtype))
-        return self.keys[layer_idx], self.values[layer_idx]
-
-    def to_tuple(self) -> tuple[tuple[tf.Tensor, tf.Tensor], ...]:
-        """The filled part as the tuple-of-pairs `past_key_values` (copies)."""
-        n = self.length
-        return tuple((k[:, :, :n], v[:, :, :n]) for k, v in zip(self.keys, self.values))
-
-    def reorder(self, index) -> None:
-        """Select (and repeat) batch rows, as beam search does after each step (in place when the batch size
-        stays; a new batch size gets new buffers, eagerly only)."""
-        index = tf.convert_to_tensor(index)
-        if index.shape[0] != self.batch_size:
-            self.keys = [tf.Variable(tf.gather(k, index), trainable=False) for k in self.keys]
-            self.values = [tf.Variable(tf.gather(v, index), trainable=False) for v in self.values]
-            return
-        for buffer in (*self.keys, *self.values):
-            buffer.assign(tf.gather(buffer, index))
-
-    @classmethod
-    def from_tuple(cls, past, max_length: int) -> "KVCache":
-        """A cache of `max_length` positions holding a tuple-of-pairs `past_key_values`."""
-        cache = cls.__new__(cls)
-        batch, n_head, length, head_dim = past[0][0].shape
-        if length > max_length:
-            raise ValueError(f"`max_length` should be at least the past length {length}. "
-                             f"Received: max_length={max_length}")
-        pad = [[0, 0], [0, 0], [0, max_length - length], [0, 0]]
-        cache.keys = [tf.Variable(tf.pad(k, pad), trainable=False) for k, _ in past]
-        cache.values = [tf.Variable(tf.pad(v, pad), trainable=False) for _, v in past]
-        cache.length = tf.Variable(length, dtype=tf.int32, trainable=False)
-        return cache
 
 
 # ----------------------------------------------------------------------------------------------- the model
@@ -444,13 +370,13 @@ class TFGPT2Model(TFGPT2PreTrainedModel):
             inputs_embeds = tf.reshape(inputs_embeds, tf.concat([[-1], tf.shape(inputs_embeds)[-2:]], axis=0))
         cache = past_key_values if isinstance(past_key_values, KVCache) else None
         layer_pasts = past_key_values if cache is None and past_key_values is not None else (None,) * len(self.h)
-        B, T, P, checks = _check_inputs(self.config, input_ids, inputs_embeds, past_key_values, attention_mask,
+        B, T, P, checks = check_inputs(self.config, input_ids, inputs_embeds, past_key_values, attention_mask,
                                         token_type_ids, position_ids)
         if checks:  # graph mode: the lookups wait for the checks, so a bad id fails with our message, not gather's
             with tf.control_dependencies(checks):
                 input_ids, token_type_ids, position_ids = (
                     None if t is None else tf.identity(t) for t in (input_ids, token_type_ids, position_ids))
-                P, T = (v if _known(v) else tf.identity(v) for v in (P, T))
+                P, T = (v if known(v) else tf.identity(v) for v in (P, T))
 
         if position_ids is None:
             if attention_mask is None:
@@ -495,125 +421,6 @@ class TFGPT2Model(TFGPT2PreTrainedModel):
 def _fold(t):
     """(*lead, T) -> (prod(lead), T); a 2-D tensor stays as it is (and keeps its static shape)."""
     return t if t.shape.rank == 2 else tf.reshape(t, (-1, tf.shape(t)[-1]))
-
-
-def _dim(t, axis):
-    """A static dimension when the graph knows it, else the dynamic one."""
-    return t.shape[axis] if t.shape[axis] is not None else tf.shape(t)[axis]
-
-
-def _check_inputs(config, input_ids, inputs_embeds, past_key_values, attention_mask, token_type_ids, position_ids):
-    """Raise ValueError naming the first input that cannot go through the model; return (batch, new, past) lengths
-    and the graph assertions to run first.
-
-    Shapes are checked when known (always eagerly; under tf.function when the traced shapes are), values eagerly;
-    what only the running graph knows becomes a tf.debugging assertion, except in a graph XLA compiles: XLA cannot
-    run assertions (it drops each with an "Ignoring Assert operator" warning), so there none are made.
-    """
-    checks = []
-    if input_ids is not None:
-        if not (input_ids.dtype.is_integer):
-            raise ValueError(f"`input_ids` should hold integers. Received: dtype={input_ids.dtype.name}")
-        B, T = _dim(input_ids, 0), _dim(input_ids, 1)
-    else:
-        if inputs_embeds.shape.rank != 3 or inputs_embeds.shape[-1] != config.n_embd:
-            raise ValueError(f"`inputs_embeds` should have shape (batch, seq, n_embd={config.n_embd}). "
-                             f"Received: shape={tuple(inputs_embeds.shape)}")
-        B, T = _dim(inputs_embeds, 0), _dim(inputs_embeds, 1)
-    if _known(B) and _known(T) and (B == 0 or T == 0):
-        raise ValueError(f"The input should hold at least one token. Received: shape {(B, T)}")
-    if input_ids is not None:
-        checks += _check_ids("input_ids", input_ids, config.vocab_size)
-
-    P = 0
-    if isinstance(past_key_values, KVCache):
-        P = _check_cache(config, past_key_values, B, T)
-    elif past_key_values is not None:
-        P = _check_past(config, past_key_values, B)
-    checks += _check_at_most(P + T, config.n_positions,
-                   lambda: f"past length + new length should be at most n_positions={config.n_positions}. "
-                           f"Received: past {P} + new {T} = {P + T}",
-                   f"past length + new length should be at most n_positions={config.n_positions}")
-
-    if attention_mask is not None:
-        if not (isinstance(past_key_values, KVCache) and attention_mask.shape[-1] == past_key_values.max_length):
-            _check_shape("attention_mask", attention_mask, (B, P + T), "(batch, past + new)")
-    if token_type_ids is not None:
-        _check_shape("token_type_ids", token_type_ids, (B, T), "(batch, new)")
-        checks += _check_ids("token_type_ids", token_type_ids, config.vocab_size)
-    if position_ids is not None:
-        got = (_dim(position_ids, 0), _dim(position_ids, -1))
-        if _known(got[1]) and _known(T) and got[1] != T or _known(got[0]) and _known(B) and got[0] not in (1, B):
-            raise ValueError(f"`position_ids` should have shape (batch or 1, {T}). "
-                             f"Received: shape={tuple(position_ids.shape)}")
-        checks += _check_ids("position_ids", position_ids, config.n_positions)
-    return B, T, P, checks
-
-
-def _known(value) -> bool:
-    return isinstance(value, int)
-
-
-def _check_at_most(value, limit, message, graph_message):
-    if _known(value):
-        if value > limit:
-            raise ValueError(message())
-        return []
-    if in_xla_compilation():
-        return []
-    return [tf.debugging.assert_less_equal(value, limit, message=graph_message)]
-
-
-def _check_shape(name, t, expected, described):
-    got = tuple(_dim(t, i) for i in range(t.shape.rank)) if t.shape.rank is not None else None
-    if got is None or len(got) != len(expected) or any(
-            _known(g) and _known(e) and g != e for g, e in zip(got, expected)):
-        expected_text = tuple(e if _known(e) else None for e in expected)
-        raise ValueError(f"`{name}` should have shape {described} = {expected_text}. "
-                         f"Received: shape={tuple(t.shape)}")
-
-
-def _check_ids(name, ids, limit):
-    if tf.executing_eagerly():
-        low, high = int(tf.reduce_min(ids)), int(tf.reduce_max(ids))
-        if low < 0 or high >= limit:
-            raise ValueError(f"`{name}` should lie in [0, {limit}). Received: values from {low} to {high}")
-        return []
-    if in_xla_compilation():
-        return []
-    return [tf.debugging.assert_non_negative(ids, message=f"`{name}` should lie in [0, {limit})"),
-            tf.debugging.assert_less(ids, tf.cast(limit, ids.dtype), message=f"`{name}` should lie in [0, {limit})")]
-
-
-def _check_cache(config, cache, B, T):
-    n_layer, (cb, ch, cmax, cd) = len(cache.keys), tuple(cache.keys[0].shape)
-    if (n_layer, ch, cd) != (config.n_layer, config.n_head, config.head_dim) or _known(B) and cb != B:
-        raise ValueError(f"`past_key_values` KVCache should hold {config.n_layer} layers of (batch={B}, "
-                         f"n_head={config.n_head}, ..., head_dim={config.head_dim}). Received: {n_layer} layers "
-                         f"of {(cb, ch, cmax, cd)}")
-    if not tf.executing_eagerly():
-        return cache.length.read_value()  # one traced program for every position
-    P = int(cache.length)
-    if _known(T) and P + T > cmax:
-        raise ValueError(f"The KVCache holds max_length={cmax} positions; past {P} + new {T} do not fit")
-    return P
-
-
-def _check_past(config, past_key_values, B):
-    if len(past_key_values) != config.n_layer:
-        raise ValueError(f"`past_key_values` should hold one (key, value) pair per layer ({config.n_layer}). "
-                         f"Received: {len(past_key_values)} entries")
-    first = past_key_values[0][0]
-    P = _dim(first, 2) if first.shape.rank == 4 else -1
-    expected = (B, config.n_head, P, config.head_dim)
-    for i, pair in enumerate(past_key_values):
-        shapes = [tuple(t.shape) for t in pair]
-        if len(pair) != 2 or any(len(s) != 4 or any(_known(e) and g is not None and g != e
-                                                    for g, e in zip(s, expected)) for s in shapes):
-            shown = tuple(e if _known(e) else None for e in expected)
-            raise ValueError(f"`past_key_values[{i}]` should be (key, value), each of shape (batch, n_head, past, "
-                             f"head_dim) = {shown}. Received: shapes {shapes}")
-    return P
 
 
 HEADS = ("TFGPT2LMHeadModel", "TFGPT2DoubleHeadsModel", "TFGPT2ForSequenceClassification",

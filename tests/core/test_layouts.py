@@ -1,4 +1,5 @@
-"""The weight-name tables: parameter counts, shapes against transformers, round trips, the real TF h5 names."""
+"""The weight-name tables: round trips, the names and transforms of each layout against the real TF h5 names,
+and check_state / fit_to_head. (The parameters themselves: test_parameters.py.)"""
 
 from pathlib import Path
 
@@ -9,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gpt2_core import checkpoint, layouts
-from gpt2_core.config import PRESETS, GPT2Config
+from gpt2_core.config import GPT2Config
 from gpt2_core.layouts import CheckpointMismatchError
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "layouts"
@@ -24,43 +25,6 @@ def random_state(config, head, seed=0, *, tie=True):
     if tie and "lm_head.weight" in state:
         state["lm_head.weight"] = state["transformer.wte.weight"]
     return state
-
-
-# -- shapes ------------------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("name, count", [
-    ("gpt2", 124_439_808), ("gpt2-medium", 354_823_168), ("gpt2-large", 774_030_080),
-    ("gpt2-xl", 1_557_611_200), ("distilgpt2", 81_912_576)])
-def test_preset_parameter_counts(name, count):
-    config = GPT2Config.from_dict(PRESETS[name])
-    shapes = layouts.expected_shapes(config, "base")
-    assert sum(int(np.prod(s)) for s in shapes.values()) == count
-    # The tied LM head adds a name but no parameters.
-    lm = layouts.expected_shapes(config, "lm")
-    assert set(lm) - set(shapes) == {"lm_head.weight"}
-    assert config.num_parameters() == count
-
-
-@pytest.mark.parametrize("head", layouts.HEADS)
-@pytest.mark.parametrize("options", [{}, {"add_cross_attention": True, "n_inner": 12},
-                                     {"summary_use_proj": False}, {"summary_proj_to_labels": False}])
-def test_expected_shapes_equal_transformers_state_dict(head, options):
-    transformers = pytest.importorskip("transformers")
-    ours = GPT2Config(**TINY, num_labels=3, **options)
-    theirs = transformers.GPT2Config(**TINY, num_labels=3, **options)
-    model = getattr(transformers, layouts.MODEL_CLASSES[head])(theirs)
-    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    got = layouts.expected_shapes(ours, head)
-    if head == "base":  # GPT2Model's own names lack the prefix; ours are canonical
-        got = {k.removeprefix("transformer."): v for k, v in got.items()}
-    assert list(got.items()) == list(expected.items())  # same names, shapes and state_dict order
-
-
-def test_head_of_accepts_class_names():
-    assert layouts.head_of("GPT2LMHeadModel") == "lm"
-    assert layouts.head_of("TFGPT2ForSequenceClassification") == "seq_cls"
-    assert layouts.head_of("qa") == "qa"
-    with pytest.raises(ValueError, match="model_class='BertModel'"):
-        layouts.head_of("BertModel")
 
 
 # -- round trips -------------------------------------------------------------------------------------------------
@@ -297,13 +261,6 @@ def test_fit_to_head_fills_the_tied_head_and_still_refuses_body_problems():
     del state["transformer.h.1.ln_2.bias"]
     with pytest.raises(CheckpointMismatchError, match="transformer.h.1.ln_2.bias"):
         layouts.fit_to_head(state, config, "lm", model_name="GPT2LMHeadModel")
-
-
-def test_class_name_from_config():
-    assert layouts.class_name_from_config(GPT2Config(**TINY)) == "GPT2LMHeadModel"
-    assert layouts.class_name_from_config(GPT2Config(**TINY, architectures=["TFGPT2Model"])) == "GPT2Model"
-    config = GPT2Config(**TINY, architectures=["SomethingElse", "GPT2ForQuestionAnswering"])
-    assert layouts.class_name_from_config(config) == "GPT2ForQuestionAnswering"
 
 
 def test_bfloat16_bits_keep_their_tag_through_the_tables():

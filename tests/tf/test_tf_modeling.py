@@ -1,4 +1,5 @@
-"""The TF forward contract: eager == tf.function == XLA, cached == uncached, padding, inputs, errors, outputs."""
+"""The TF forward contract: eager == tf.function == XLA, cached == uncached, padding, inputs, outputs. (Errors:
+test_tf_input_checks.py.)"""
 
 import numpy as np
 import pytest
@@ -128,44 +129,6 @@ def test_attention_weights(lm, batch):
     np.testing.assert_allclose(weights.sum(-1)[mask[:, None, :].repeat(4, 1) == 1], 1.0, rtol=1e-5)
     assert np.all(weights[1, :, 0] == 0)  # a left-pad query sees no key: zero weights, as gpt2_pt gives
     assert np.all(np.triu(weights[0, 0], k=1) == 0)  # causal
-
-
-def _bad_inputs():
-    ids = np.zeros((2, 5), np.int32)
-    past = tuple((np.zeros((2, 4, 3, 8), np.float32),) * 2 for _ in range(2))
-    return [
-        (dict(), "exactly one of `input_ids` and `inputs_embeds`"),
-        (dict(input_ids=ids, inputs_embeds=np.zeros((2, 5, 32), np.float32)), "exactly one"),
-        (dict(input_ids=ids + 99), r"`input_ids` should lie in \[0, 99\)"),
-        (dict(input_ids=ids - 1), r"`input_ids` should lie in \[0, 99\)"),
-        (dict(input_ids=ids.astype(np.float32)), "`input_ids` should hold integers"),
-        (dict(input_ids=np.zeros((1, 65), np.int32)), "at most n_positions=64"),
-        (dict(input_ids=ids, past_key_values=past[:1]), "one \\(key, value\\) pair per layer"),
-        (dict(input_ids=ids, past_key_values=tuple((np.zeros((2, 4, 3, 7), np.float32),) * 2 for _ in range(2))),
-         r"past_key_values\[0\]"),
-        (dict(input_ids=ids, attention_mask=np.ones((2, 4), np.int32)), "`attention_mask` should have shape"),
-        (dict(input_ids=ids, past_key_values=past, attention_mask=np.ones((2, 5), np.int32)),
-         "`attention_mask` should have shape"),
-        (dict(input_ids=ids, token_type_ids=ids + 100), "`token_type_ids` should lie"),
-        (dict(input_ids=ids, position_ids=np.zeros((1, 4), np.int32)), "`position_ids` should have shape"),
-        (dict(input_ids=ids, position_ids=np.full((1, 5), 64, np.int32)), "`position_ids` should lie"),
-        (dict(inputs_embeds=np.zeros((2, 5, 31), np.float32)), "`inputs_embeds` should have shape"),
-    ]
-
-
-@pytest.mark.parametrize("kwargs,message", _bad_inputs())
-def test_bad_inputs_raise_value_error(lm, kwargs, message):
-    with pytest.raises(ValueError, match=message):
-        lm(**kwargs)
-
-
-def test_graph_mode_checks_values_with_assertions(lm):
-    step = tf.function(lambda ids: lm(ids).logits, input_signature=[tf.TensorSpec((None, None), tf.int32)])
-    step(tf.zeros((1, 3), tf.int32))
-    with pytest.raises(tf.errors.InvalidArgumentError, match="input_ids"):
-        step(tf.fill((1, 3), 99))
-    with pytest.raises(tf.errors.InvalidArgumentError, match="n_positions"):
-        step(tf.zeros((1, 65), tf.int32))
 
 
 def test_one_token_without_mask_under_tf_function(lm):

@@ -1,4 +1,5 @@
-"""Bad input raises ValueError naming the problem, before any computation."""
+"""Bad input raises ValueError naming the problem, before any computation (gpt2_pt.input_checks; a bad config too).
+(Twin of tests/tf/test_tf_input_checks.py.)"""
 
 import pytest
 import torch

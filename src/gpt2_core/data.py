@@ -110,15 +110,17 @@ def cache_path_for(files: Sequence[str], tokenizer_key: str) -> str:
 
 
 def _split_for_encoding(text: str, size: int = ENCODE_CHUNK_CHARS) -> list[str]:
-    """`text` in pieces of about `size` characters, each cut just after a newline that is followed by a
-    non-space character. GPT-2's pre-tokenizer always ends a piece there (a whitespace run ends before a
-    letter unless it is a single space), so encoding the pieces gives the ids of the whole."""
+    """`text` in pieces of about `size` characters, each cut just after a lone newline: one with a non-space
+    character on each side. GPT-2's pre-tokenizer makes such a newline a piece of its own (it joins no letter,
+    digit or mark, and a whitespace run splits off its last character only when the run is longer than one),
+    so encoding the pieces gives the ids of the whole. A longer run is no place to cut: "\n\n1" is "\n", "\n",
+    "1" as a whole but "\n\n" (one token) once cut after the run."""
     pieces, start = [], 0
     while len(text) - start > size:
         cut = start + size
         while True:
             cut = text.find("\n", cut)
-            if cut < 0 or cut + 1 >= len(text) or not text[cut + 1].isspace():
+            if cut < 0 or cut + 1 >= len(text) or not (text[cut + 1].isspace() or text[cut - 1].isspace()):
                 break
             cut += 1
         if cut < 0 or cut + 1 >= len(text):

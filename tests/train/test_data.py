@@ -41,7 +41,7 @@ def test_token_file_is_tiktoken_ids_with_eos_after_each_document(tmp_path, tok, 
 
 
 @settings(max_examples=40, deadline=None)
-@given(st.text(alphabet=st.sampled_from(list("ab \n\t.Z1é")), max_size=300), st.integers(1, 40))
+@given(st.text(alphabet=st.sampled_from(list("ab \n\t\r.Z1é'\u3000")), max_size=300), st.integers(1, 40))
 def test_long_documents_split_for_encoding_give_the_ids_of_the_whole(tok, text, size):
     pieces = data._split_for_encoding(text, size)
     assert "".join(pieces) == text

@@ -27,7 +27,7 @@ import time
 import llama_cpp  # bench/
 import numpy as np
 import torch
-from pt_products import weight_products  # bench/
+from pt_products import decoding_products, weight_products  # bench/
 
 
 def main():
@@ -74,7 +74,7 @@ def main():
     def our_run(ids, quantize=None):
         return ours.generate(ids, quantize=quantize, **common)
 
-    reference_rate = {}
+    reference_rate, our_rate, llama_f32_rate = {}, {}, {}
     for batch in batches:
         ids = torch.randint(0, 50257, (batch, args.prompt_tokens), generator=torch.Generator().manual_seed(batch))
         same = torch.equal(our_run(ids), ref_run(ids))  # also the warm-up
@@ -93,6 +93,9 @@ def main():
                 llama_rate[name].append(_llama_rate(model, batch, args))
         rate = {k: batch * args.new_tokens / statistics.median(v) for k, v in wall.items()}
         reference_rate[batch] = rate["transformers"]
+        our_rate[batch] = rate["ours"] / batch  # steps per second
+        if llama_rate.get("f32"):
+            llama_f32_rate[batch] = statistics.median(llama_rate["f32"]) / batch
         for name in ("ours", "ours int8"):
             paired = statistics.median(r / o for o, r in zip(wall[name], wall["transformers"]))
             cpu_ratio = statistics.median(cpu["transformers"]) / statistics.median(cpu[name])
@@ -109,7 +112,7 @@ def main():
                   f"(paired rounds {paired:.2f}x; target {target})")
 
     _peak_rss(checkpoint.name, batches, args)
-    _read_ceiling(ours, reference_rate.get(1))
+    _read_ceiling(ours, reference_rate.get(1), our_rate.get(1), llama_f32_rate.get(1))
     _int8_logits(ours, args.prompt_tokens)
     checkpoint.cleanup()
 
@@ -131,7 +134,8 @@ def _llama_models(checkpoint, args) -> dict:
 
 def _llama_rate(model, batch, args) -> float:
     if batch == 1:
-        return llama_cpp.decode_rate(model, threads=args.threads, new_tokens=args.new_tokens)
+        return llama_cpp.decode_rate(model, threads=args.threads, new_tokens=args.new_tokens,
+                                     prompt_tokens=args.prompt_tokens)
     return llama_cpp.batched_rate(model, threads=args.threads, prompt_tokens=args.prompt_tokens,
                                   new_tokens=args.new_tokens, streams=batch)
 
@@ -160,26 +164,38 @@ def _peak_rss(checkpoint, batches, args):
           f"checkpoint {size:.0f} MiB")
 
 
-def _read_ceiling(ours, reference_rate):
+def _read_ceiling(ours, reference_rate, our_rate, llama_rate):
     """The batch-1 bound: per token, one product with each weight matrix of the model (what any fp32 decoder must
-    read), and nothing else. Its tokens/s is the most a decoding step can reach on this machine."""
+    read), and nothing else, timed through torch's own GEMMs and through the kernel decoding runs (the calibrated
+    one, in its thread arrangement). The latter's tokens/s is the most our decoding step can reach with that kernel;
+    the bytes/s of each, llama.cpp's included (the same bytes per token), say how close each is to the machine."""
+    from gpt2_pt import kernels
     from gpt2_pt.modeling import Conv1D
 
     weights = [m.weight for m in ours.modules() if isinstance(m, Conv1D)] + [ours.lm_head.weight]
     size = 4 * sum(w.numel() for w in weights)
-    products = weight_products(ours, 1, bias=False)
 
-    with torch.inference_mode():
+    def median_time(products):
         products()
         times = []
         for _ in range(15):
             start = time.perf_counter()
             products()
             times.append(time.perf_counter() - start)
-    seconds = statistics.median(times)
-    print(f"batch-1 read ceiling: the {len(weights)} weight products alone take {seconds * 1e3:.1f} ms "
-          f"({size / seconds / 1e9:.1f} GB/s) = {1 / seconds:.1f} tok/s at most"
-          + (f", {1 / seconds / reference_rate:.2f}x transformers fp32" if reference_rate else ""))
+        return statistics.median(times)
+
+    with torch.inference_mode():
+        torch_s = median_time(weight_products(ours, 1, bias=False))
+        with kernels.decoding(ours, 1) as plan:
+            chosen_s = median_time(decoding_products(ours, 1))
+    for name, seconds in (("torch's GEMMs", torch_s), (f"the decoding kernel, {plan and plan.name}", chosen_s)):
+        print(f"batch-1 read ceiling: the {len(weights)} weight products alone through {name} take "
+              f"{seconds * 1e3:.1f} ms ({size / seconds / 1e9:.1f} GB/s) = {1 / seconds:.1f} tok/s at most"
+              + (f", {1 / seconds / reference_rate:.2f}x transformers fp32" if reference_rate else ""))
+    if our_rate:
+        print(f"batch-1 step: ours fp32 {1e3 / our_rate:.1f} ms a token ({size * our_rate / 1e9:.1f} GB/s of weights), "
+              f"{chosen_s * our_rate:.0%} of it in the products"
+              + (f"; llama.cpp f32 {1e3 / llama_rate:.1f} ms ({size * llama_rate / 1e9:.1f} GB/s)" if llama_rate else ""))
 
 
 def _int8_logits(ours, prompt_tokens):

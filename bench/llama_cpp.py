@@ -110,10 +110,12 @@ def convert(checkpoint: str | os.PathLike, outtype: str) -> pathlib.Path:
 
 # ----------------------------------------------------------------------------------------------- timing
 
-def decode_rate(model: pathlib.Path, *, threads: int, new_tokens: int, repetitions: int = 1) -> float:
-    """llama-bench's one-stream decode speed: tokens/s generating `new_tokens` tokens (its tg test)."""
+def decode_rate(model: pathlib.Path, *, threads: int, new_tokens: int, prompt_tokens: int = 0,
+                repetitions: int = 1) -> float:
+    """llama-bench's one-stream decode speed: tokens/s generating `new_tokens` tokens (its tg test) after a
+    context of `prompt_tokens` (its depth: the prompt ours decodes after, so both attend over the same lengths)."""
     run = subprocess.run([str(tool("llama-bench")), "-m", str(model), "-p", "0", "-n", str(new_tokens),
-                          "-t", str(threads), "-r", str(repetitions), "-o", "json"],
+                          "-d", str(prompt_tokens), "-t", str(threads), "-r", str(repetitions), "-o", "json"],
                          check=True, capture_output=True, text=True)
     return float(json.loads(run.stdout)[0]["avg_ts"])
 
@@ -156,7 +158,8 @@ def main():
         sys.exit("run needs a checkpoint directory")
     for outtype in ("f32", "q8_0"):
         model = convert(args.checkpoint, outtype)
-        one = decode_rate(model, threads=args.threads, new_tokens=args.new_tokens, repetitions=3)
+        one = decode_rate(model, threads=args.threads, new_tokens=args.new_tokens,
+                          prompt_tokens=args.prompt_tokens, repetitions=3)
         eight = batched_rate(model, threads=args.threads, prompt_tokens=args.prompt_tokens,
                              new_tokens=args.new_tokens, streams=8)
         print(f"llama.cpp {outtype}: batch 1 {one:.1f} tok/s, 8 sequences {eight:.1f} tok/s")

@@ -116,7 +116,7 @@ def force(model, rows, plan):
     path = kernels.cache_path()
     table = json.loads(path.read_text()) if path.exists() else {}
     table[kernels.cache_key(model, rows)] = {"plan": {"kernel": plan.kernel, "torch_threads": plan.torch_threads,
-                                                       "blas_threads": plan.blas_threads}, "ms": {}}
+                                                       "blas_threads": plan.blas_threads}, "ms": {}, "stable": True}
     path.write_text(json.dumps(table))
 
 
@@ -244,6 +244,49 @@ def test_calibration_is_cached_per_host_and_shape(ours, kernel_cache, monkeypatc
     monkeypatch.setattr(kernels, "_cpu_flags", lambda: "fpu sse2")  # another host: calibrated again
     kernels.plan_for(ours, 1)
     assert len(json.loads(kernel_cache.read_text())) == 3
+
+
+def test_agreement_of_the_rounds():
+    assert kernels.agree([[10.0, 10.5, 11.0], [20.0, 21.0]])
+    assert not kernels.agree([[10.0, 10.5], [20.0, 31.0]])  # one candidate hit by a load spike
+    assert not kernels.agree([[10.0], [20.0]])  # one round (the budget ran out): nothing to compare
+
+
+def test_calibration_taken_under_load_is_taken_again(ours, kernel_cache, monkeypatch):
+    """A calibration whose rounds disagree serves its process, and the next processes calibrate again (at most
+    ATTEMPTS in all); one whose rounds agree stays."""
+    key = kernels.cache_key(ours, 1)
+    verdicts = iter([False, False, False, True])
+    monkeypatch.setattr(kernels, "agree", lambda rounds: next(verdicts))
+
+    def new_process():
+        kernels._session_plans.clear()
+        kernels.plan_for(ours, 1)
+        return json.loads(kernel_cache.read_text())[key]
+
+    entry = new_process()
+    assert (entry["stable"], entry["attempts"]) == (False, 1)
+    stamp = kernel_cache.stat().st_mtime_ns
+    kernels.plan_for(ours, 1)  # the same process: no second calibration
+    assert kernel_cache.stat().st_mtime_ns == stamp
+    assert [new_process()["attempts"] for _ in range(2)] == [2, 3]
+    assert new_process()["attempts"] == 3  # ATTEMPTS reached: the last one stands, no further calibration
+    kernels._session_plans.clear()
+    monkeypatch.setattr(kernels, "ATTEMPTS", 5)
+    entry = new_process()  # the fourth calibration agrees: it stays
+    assert (entry["stable"], entry["attempts"]) == (True, 4)
+    monkeypatch.setattr(kernels, "agree", lambda rounds: pytest.fail("calibrated again"))
+    assert new_process()["attempts"] == 4
+
+
+def test_a_cached_entry_without_the_agreement_check_is_taken_again(ours, kernel_cache):
+    """Calibrations cached by an earlier version (no "stable" field) may have been taken under load."""
+    kernel_cache.write_text(json.dumps({kernels.cache_key(ours, 1): {
+        "plan": {"kernel": "torch", "torch_threads": 2, "blas_threads": 1}, "ms": {}}}))
+    kernels._session_plans.clear()
+    kernels.plan_for(ours, 1)
+    entry = json.loads(kernel_cache.read_text())[kernels.cache_key(ours, 1)]
+    assert "stable" in entry and entry["attempts"] == 1
 
 
 def test_unreadable_or_unwritable_cache_still_decodes(ours, kernel_cache, tmp_path, monkeypatch):

@@ -195,15 +195,16 @@ def pretraining_config(cfg: TrainConfig):
 
     config = GPT2Config.from_pretrained(cfg.config)
     shape = {k: getattr(cfg, k) for k in ("n_layer", "n_embd", "n_head", "n_positions") if getattr(cfg, k)}
-    p = 0.0 if cfg.dropout is None else cfg.dropout
-    return dataclasses.replace(config, **shape, resid_pdrop=p, embd_pdrop=p, attn_pdrop=p)
+    return dataclasses.replace(config, **shape, **_dropouts(cfg.dropout or 0.0))
 
 
 def dropout_overrides(cfg: TrainConfig) -> dict[str, float]:
     """The config fields a fine-tune overrides: --dropout for all three dropouts, else none (the checkpoint's)."""
-    if cfg.dropout is None:
-        return {}
-    return dict(resid_pdrop=cfg.dropout, embd_pdrop=cfg.dropout, attn_pdrop=cfg.dropout)
+    return {} if cfg.dropout is None else _dropouts(cfg.dropout)
+
+
+def _dropouts(p: float) -> dict[str, float]:
+    return dict(resid_pdrop=p, embd_pdrop=p, attn_pdrop=p)
 
 
 # ------------------------------------------------------------------------------------------------ schedule
